@@ -1,0 +1,42 @@
+"""tracegrad: a PyTorch-style deep-learning framework on numpy, with eager autograd.
+
+>>> import tracegrad as torch
+>>> x = torch.ones(2, 2, requires_grad=True)
+>>> out = ((x + 2) * (x + 2) * 3).mean()
+>>> out.backward()
+>>> x.grad
+tensor([[4.5000, 4.5000],
+        [4.5000, 4.5000]])
+"""
+from . import autograd, dtypes
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,
+                       ones_like, rand, rand_like, randint, randint_like, randn, randn_like, randperm, tensor, zeros,
+                       zeros_like)
+from .dtypes import get_default_dtype, promote_types, result_type, set_default_dtype
+from .ops.functions import (abs, add, allclose, amax, amin, argmax, argmin, bitwise_and, bitwise_not, bitwise_or,
+                            bitwise_xor, broadcast_to, cat, chunk, clamp, clip, clone, concat, concatenate, cos, div,
+                            eq, equal, exp, expand, flatten, floor_divide, ge, gt, isnan, le, log, log_softmax,
+                            logical_and, logical_not, logical_or, logical_xor, logsumexp, lt, masked_fill, matmul,
+                            max, maximum, mean, min, minimum, mm, mul, ne, neg, norm, permute, pow, relu, remainder,
+                            reshape, rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt, square, squeeze, stack,
+                            std, sub, sum, swapaxes, t, tanh, transpose, unbind, unflatten, unsqueeze, var, where)
+from .random import Generator, default_generator, initial_seed, manual_seed, seed
+from .tensor import Size, Tensor
+
+float32 = float = dtypes.float32
+float64 = double = dtypes.float64
+int64 = long = dtypes.int64
+bool = dtypes.bool_
+dtype = dtypes.DType
+subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
+
+__version__ = "0.1.0"
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def numel(x: Tensor) -> int:
+    return x.numel()

@@ -1,0 +1,82 @@
+"""Grad mode: `no_grad`, `enable_grad`, `set_grad_enabled`, as context managers and decorators.
+
+>>> import tracegrad as tg
+>>> x = tg.ones(2, requires_grad=True)
+>>> with tg.no_grad():
+...     (x * 2).requires_grad
+False
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+
+class _State(threading.local):
+    enabled = True
+
+
+STATE = _State()
+
+
+def is_grad_enabled() -> bool:
+    return STATE.enabled
+
+
+class _GradMode:
+    """Base of the three grad-mode switches; usable as `with` block or as decorator."""
+
+    mode = True
+
+    def __enter__(self):
+        self._prev = STATE.enabled
+        STATE.enabled = self.mode
+
+    def __exit__(self, *exc):
+        STATE.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():  # a fresh switch per call, so recursion and threads nest correctly
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801 - PyTorch's name
+    """Disable gradient recording: results of ops don't require grad."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):  # noqa: N801
+    """Enable gradient recording inside a `no_grad` region."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):  # noqa: N801
+    """Set grad mode to `mode`; as a plain call it switches it at once (like PyTorch)."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self._prev = STATE.enabled
+        STATE.enabled = self.mode
+
+    def __enter__(self):
+        pass  # already switched in __init__
+
+    def __exit__(self, *exc):
+        STATE.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        STATE.enabled = self._prev  # the decorator form must not switch the mode at decoration time
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapper

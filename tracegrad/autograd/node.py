@@ -1,0 +1,169 @@
+"""Autograd graph nodes: `Node` (one per recorded op, named like ``MulBackward0``) and `AccumulateGrad`.
+
+A node keeps only what its op's VJP reads (the registry's `saves`), with the version of each saved
+tensor, so that an in-place change after saving is caught at backward time.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.registry import AbstractValue
+from ..ops.shapes import fmt
+
+
+class RemovableHandle:
+    """Returned by `register_hook`; `remove()` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class _GraphNode:
+    __slots__ = ("_pre_hooks", "__weakref__")
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+    def add_pre_hook(self, hook) -> RemovableHandle:
+        if self._pre_hooks is None:
+            self._pre_hooks = []
+        self._pre_hooks.append(hook)
+        return RemovableHandle(self._pre_hooks, hook)
+
+    def run_pre_hooks(self, grad):
+        for hook in list(self._pre_hooks):
+            new = hook(grad)
+            if new is not None:
+                grad = new
+        return grad
+
+
+class AccumulateGrad(_GraphNode):
+    """The sink of a leaf that requires grad: adds incoming gradients into `variable.grad`."""
+
+    __slots__ = ("variable",)
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+        self._pre_hooks = None
+
+    def accumulate(self, grad, create_graph: bool):
+        from ..tensor import Tensor
+        leaf = self.variable
+        if leaf._grad is None:
+            leaf._grad = grad if create_graph else Tensor._make(np.array(grad._data, copy=True))
+        elif create_graph or leaf._grad._rg:
+            leaf._grad = leaf._grad + grad
+        else:
+            np.add(leaf._grad._data, grad._data, out=leaf._grad._data)
+
+
+_RELEASED = object()
+
+
+class Node(_GraphNode):
+    """The backward of one op application; `next_functions` point at its inputs' nodes."""
+
+    __slots__ = ("op", "params", "next_functions", "_saved", "_in_meta", "_out", "_retained", "_name")
+
+    def __init__(self, op, params, inputs, out):
+        self.op = op
+        self.params = params
+        self._pre_hooks = None
+        self._retained = None
+        self._name = op.backward_name
+        nexts = []
+        for t in inputs:
+            if t._rg:
+                nexts.append((t.grad_fn if t.grad_fn is not None else t._accumulator(), 0))
+            else:
+                nexts.append((None, 0))
+        self.next_functions = tuple(nexts)
+        self._in_meta = [(t._data.shape, t._data.dtype) for t in inputs]
+        self._saved = [(i, inputs[i], inputs[i]._version_box()[0]) for i in op.saved_inputs]
+        if op.save_out:
+            box = out._version_box()
+            self._out = (out._data, box, box[0])
+        else:
+            self._out = None
+
+    def name(self) -> str:
+        return self._name
+
+    def apply(self, grad):
+        """Gradients for each input (None where not needed), each summed back to its input's shape."""
+        from ..tensor import Tensor, _NP_TO_DTYPE
+        op = self.op
+        if self._saved is _RELEASED:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved tensors after they "
+                "have already been freed). Saved intermediate values of the graph are freed when you call "
+                ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the graph "
+                f"a second time or if you need to access saved tensors after calling backward. (node: {self._name})")
+        args = [None] * len(self._in_meta)
+        for i, t, version in self._saved:
+            if t._vbox[0] != version:
+                raise RuntimeError(self._modified_message(t, t._vbox[0], version))
+            args[i] = t
+        for i, a in enumerate(args):
+            if a is None:
+                shape, dt = self._in_meta[i]
+                args[i] = AbstractValue(shape, _NP_TO_DTYPE[dt])
+        out = None
+        if self._out is not None:
+            data, box, version = self._out
+            if box[0] != version:
+                raise RuntimeError(self._modified_message(None, box[0], version, output=True))
+            out = Tensor._make(data, True, self)
+        rules, variadic = op.vjp, op.arity is None
+        grads = []
+        for i, (nxt, _) in enumerate(self.next_functions):
+            if nxt is None:
+                grads.append(None)
+                continue
+            if variadic:
+                g = rules[0](grad, out, *args, i=i, **self.params)
+            else:
+                g = rules[i](grad, out, *args, **self.params)
+            shape, dt = self._in_meta[i]
+            if g._data.shape != shape:
+                g = sum_to(g, shape)
+            if g._data.dtype != dt:
+                g = g.to(_NP_TO_DTYPE[dt])
+            grads.append(g)
+        return grads
+
+    def release(self):
+        if self.op.saves:
+            self._saved = _RELEASED
+            self._out = None
+
+    def _modified_message(self, t, now, expected, output=False):
+        if output:
+            what = f"output 0 of {self._name}"
+            shape, dt = self._out[0].shape, self._out[0].dtype
+        else:
+            what = "a leaf" if t.grad_fn is None else f"output 0 of {t.grad_fn.name()}"
+            shape, dt = t._data.shape, t._data.dtype
+        kind = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "bool": "BoolTensor"}
+        return (f"one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"[tracegrad.{kind[dt.name]} {fmt(shape)}], which is {what}, is at version {now}; expected version "
+                f"{expected} instead (it was saved by {self._name}). Hint: the operation that modified it ran after "
+                f"the op that saved it; use .clone() before modifying it in place, or modify a copy.")
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient back to `shape` (the one place broadcasting is undone)."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = g.sum(axes, keepdim=True)
+    return g.reshape(shape) if g.shape != tuple(shape) else g

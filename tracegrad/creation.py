@@ -1,0 +1,179 @@
+"""Tensor creation: `tensor`, `zeros`, `ones`, `full`, `arange`, `rand`, `randn`, ... and `*_like`.
+
+>>> import tracegrad as tg
+>>> tg.zeros(2, 3).shape
+tracegrad.Size([2, 3])
+>>> tg.tensor([1, 2]).dtype, tg.tensor([1.0, 2]).dtype
+(tracegrad.int64, tracegrad.float32)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from .random import default_generator
+from .tensor import Tensor
+
+
+def _to_array(data, dtype=None) -> np.ndarray:
+    """Copy `data` into a new array with PyTorch's dtype inference (Python floats -> default float)."""
+    if isinstance(data, Tensor):
+        arr = data._data.copy()
+    elif isinstance(data, np.ndarray):
+        arr = np.array(data, copy=True)
+        if dtype is None and arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif dtype is None and arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(dtypes.get_default_dtype().np)
+    else:
+        try:
+            arr = np.array(data)
+        except ValueError as e:
+            raise ValueError(f"tensor: expected a rectangular nested sequence of numbers ({e})") from None
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise TypeError(f"tensor: could not convert {type(data).__name__} to a tensor; expected numbers, "
+                            f"nested lists of numbers, a numpy array or a Tensor")
+        if dtype is None:
+            if arr.dtype.kind == "f":
+                arr = arr.astype(dtypes.get_default_dtype().np)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+    if dtype is not None:
+        arr = arr.astype(dtypes.as_dtype(dtype).np)
+    dtypes.from_numpy_dtype(arr.dtype)  # raises for unsupported dtypes
+    return arr
+
+
+def _new(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    t = Tensor._make(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A new leaf tensor holding a copy of `data` (numbers, nested lists, numpy arrays)."""
+    return _new(_to_array(data, dtype), requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    if isinstance(data, Tensor) and (dtype is None or dtypes.as_dtype(dtype) is data.dtype):
+        return data
+    if isinstance(data, np.ndarray) and dtype is None and data.dtype in (np.float32, np.float64, np.int64, np.bool_):
+        return from_numpy(data)
+    return tensor(data, dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with `array` (bool, int64, float32 or float64)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
+    dtypes.from_numpy_dtype(array.dtype)
+    return Tensor._make(array)
+
+
+def _size(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    for s in size:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"size must be a tuple of ints, but got an element of type {type(s).__name__}")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+    return tuple(int(s) for s in size)
+
+
+def _dt(dtype, default=None):
+    return dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())
+
+
+def zeros(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return _new(np.zeros(_size(size), _dt(dtype).np), requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return _new(np.ones(_size(size), _dt(dtype).np), requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return _new(np.empty(_size(size), _dt(dtype).np), requires_grad)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """`size` filled with `fill_value`; the dtype follows the value (bool, int64 or default float)."""
+    dt = _dt(dtype, dtypes.scalar_dtype(fill_value))
+    return _new(np.full(_size((size,)), fill_value, dt.np), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError(f"arange: upper bound and larger bound inconsistent with step sign "
+                           f"(start={start}, end={end}, step={step})")
+    floating = any(isinstance(v, float) for v in (start, end, step))
+    dt = _dt(dtype, dtypes.get_default_dtype() if floating else dtypes.int64)
+    return _new(np.arange(start, end, step).astype(dt.np), requires_grad)
+
+
+def linspace(start, end, steps: int, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return _new(np.linspace(start, end, steps).astype(_dt(dtype).np), requires_grad)
+
+
+def eye(n: int, m=None, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return _new(np.eye(n, m, dtype=_dt(dtype).np), requires_grad)
+
+
+def _float_dt(dtype, name):
+    dt = _dt(dtype)
+    if not dt.is_floating_point:
+        raise RuntimeError(f"{name}: expected a floating point dtype, got {dt}")
+    return dt
+
+
+def rand(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
+    """Uniform samples in [0, 1) from the module-level generator (or `generator`)."""
+    gen = (generator or default_generator).np
+    return _new(gen.random(_size(size), dtype=_float_dt(dtype, "rand").np), requires_grad)
+
+
+def randn(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
+    """Standard normal samples from the module-level generator (or `generator`)."""
+    gen = (generator or default_generator).np
+    return _new(gen.standard_normal(_size(size), dtype=_float_dt(dtype, "randn").np), requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
+    """Integers in [low, high) (`randint(high, size)` or `randint(low, high, size)`)."""
+    if high is None or isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high if high is not None else size
+    if high <= low:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    gen = (generator or default_generator).np
+    return _new(gen.integers(low, high, _size((size,))).astype(
+        _dt(dtype, dtypes.int64).np), requires_grad)
+
+
+def randperm(n: int, dtype=None, generator=None) -> Tensor:
+    return _new((generator or default_generator).np.permutation(n).astype(_dt(dtype, dtypes.int64).np), False)
+
+
+def _like(fn):
+    def like(x, dtype=None, requires_grad=False, **kw):
+        return fn(*x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad, **kw)
+    like.__name__ = fn.__name__ + "_like"
+    like.__doc__ = f"`{fn.__name__}` with the shape (and by default the dtype) of `x`."
+    return like
+
+
+zeros_like, ones_like, empty_like, rand_like, randn_like = map(_like, (zeros, ones, empty, rand, randn))
+
+
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
+    return full(tuple(x.shape), fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad)
+
+
+def randint_like(x, low, high=None, dtype=None, generator=None) -> Tensor:
+    return randint(low, high, tuple(x.shape), dtype=dtype or x.dtype, generator=generator)

@@ -1,0 +1,294 @@
+"""Every primitive op, defined once: numpy forward, shape/dtype rule, VJP, kind, scalar expression.
+
+VJPs are one rule per input, `rule(g, out, *inputs, **params)`, written in tracegrad's own ops so the
+same rule serves eager autograd, higher-order gradients and (later) the compiler's autodiff pass.
+Broadcasting is not handled here: the engine sums each gradient back to its input's shape.
+Everything else (sub, relu, softmax, var, ...) is composed from these in `functions.py`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from .registry import AbstractValue as AV
+from .registry import Kind, Op, register
+from .shapes import broadcast_shapes, fmt, index_shape, reduced_shape
+
+E, R, M, O = Kind.ELEMENTWISE, Kind.REDUCTION, Kind.MOVEMENT, Kind.OPAQUE
+
+
+def _F():
+    # NOTE: the rules call the user-facing functions, which import this module; bind lazily.
+    from . import functions
+    return functions
+
+
+# ---------------------------------------------------------------- shape/dtype rules
+def _same(x, **_):
+    return x
+
+
+def _to_bool(x, **_):
+    return AV(x.shape, dtypes.bool_)
+
+
+def _binary(name, out_dtype=None):
+    def infer(a, b, **_):
+        if a.dtype is not b.dtype:
+            raise TypeError(f"{name}: operands must share a dtype after promotion, got {a.dtype} and {b.dtype}")
+        return AV(broadcast_shapes(name, a.shape, b.shape), out_dtype or a.dtype)
+    return infer
+
+
+def _unary(name, forward, scalar, vjp=None, saves=(), infer=_same, **kw):
+    return register(Op(name, E, forward, infer, vjp, saves, scalar, arity=1, **kw))
+
+
+def _binop(name, forward, scalar, vjp=None, saves=(), out_dtype=None, **kw):
+    return register(Op(name, E, forward, _binary(name, out_dtype), vjp, saves, scalar, arity=2, **kw))
+
+
+# ---------------------------------------------------------------- elementwise
+neg = _unary("neg", np.negative, "(-{0})", (lambda g, out, x: -g,))
+exp = _unary("exp", np.exp, "math.exp({0})", (lambda g, out, x: g * out,), ("out",))
+log = _unary("log", np.log, "math.log({0})", (lambda g, out, x: g / x,), (0,))
+sqrt = _unary("sqrt", np.sqrt, "math.sqrt({0})", (lambda g, out, x: g / (out * 2),), ("out",))
+tanh = _unary("tanh", np.tanh, "math.tanh({0})", (lambda g, out, x: g * (1 - out * out),), ("out",))
+# NOTE: sigmoid is a primitive, not 1/(1+exp(-x)): the composite overflows exp() for x << 0 and
+# needs three saved values in backward; the primitive saves its output only.
+sigmoid = _unary("sigmoid", lambda x: np.reciprocal(1 + np.exp(-x)), "(1.0 / (1.0 + math.exp(-{0})))",
+                 (lambda g, out, x: g * out * (1 - out),), ("out",))
+sin = _unary("sin", np.sin, "math.sin({0})", (lambda g, out, x: g * x.cos(),), (0,))
+cos = _unary("cos", np.cos, "math.cos({0})", (lambda g, out, x: -g * x.sin(),), (0,))
+sign = _unary("sign", np.sign, "(({0} > 0) - ({0} < 0))")
+abs_ = _unary("abs", np.abs, "abs({0})", (lambda g, out, x: g * x.sign(),), (0,))
+logical_not = _unary("logical_not", np.logical_not, "(not {0})", infer=_to_bool)
+isnan = _unary("isnan", np.isnan, "({0} != {0})", infer=_to_bool)
+cast = _unary("cast", lambda x, dtype: x.astype(dtype.np), "np.{dtype.name}({0})",
+              (lambda g, out, x, dtype: g.to(x.dtype),),
+              infer=lambda x, dtype: AV(x.shape, dtype), backward_name="ToCopyBackward0")
+
+add = _binop("add", np.add, "({0} + {1})", (lambda g, out, a, b: g, lambda g, out, a, b: g))
+mul = _binop("mul", np.multiply, "({0} * {1})", (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a), (0, 1))
+# NOTE: div is a primitive: a * (1 / b) is not correctly rounded, and eager, PyTorch and compiled code
+# must agree bit for bit on true division.
+div = _binop("div", np.true_divide, "({0} / {1})",
+             (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b), (1, "out"))
+pow_ = _binop("pow", np.power, "({0} ** {1})",
+              (lambda g, out, a, b: g * b * a ** (b - 1),
+               # PyTorch's convention: d/db a**b = 0 where a == 0 and b >= 0 (not nan from log(0)).
+               lambda g, out, a, b: _F().where((a == 0) & (b >= 0), 0.0, g * out * a.log())), (0, 1, "out"))
+# NOTE: ties split the gradient in half, as PyTorch's maximum does.
+maximum = _binop("maximum", np.maximum, "max({0}, {1})",
+                 (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, g, 0.0)),
+                  lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, g, 0.0))), (0, 1))
+remainder = _binop("remainder", np.remainder, "({0} % {1})",
+                   (lambda g, out, a, b: g, lambda g, out, a, b: -g * _F().floor_divide(a, b)), (0, 1))
+floor_divide = _binop("floor_divide", np.floor_divide, "({0} // {1})")
+for _name, _fn, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="), ("lt", np.less, "<"),
+                         ("le", np.less_equal, "<="), ("gt", np.greater, ">"), ("ge", np.greater_equal, ">=")]:
+    _binop(_name, _fn, "({0} %s {1})" % _sym, out_dtype=dtypes.bool_)
+for _name, _fn, _sym in [("logical_and", np.logical_and, "and"), ("logical_or", np.logical_or, "or"),
+                         ("logical_xor", np.logical_xor, "!=")]:
+    _binop(_name, _fn, "(bool({0}) %s bool({1}))" % _sym, out_dtype=dtypes.bool_)
+for _name, _fn, _sym in [("bitwise_and", np.bitwise_and, "&"), ("bitwise_or", np.bitwise_or, "|"),
+                         ("bitwise_xor", np.bitwise_xor, "^")]:
+    _binop(_name, _fn, "({0} %s {1})" % _sym)
+
+
+def _where_infer(c, a, b):
+    if c.dtype is not dtypes.bool_:
+        raise TypeError(f"where: expected condition to be a bool tensor, got {c.dtype}")
+    if a.dtype is not b.dtype:
+        raise TypeError(f"where: operands must share a dtype after promotion, got {a.dtype} and {b.dtype}")
+    return AV(broadcast_shapes("where", c.shape, a.shape, b.shape), a.dtype)
+
+
+where = register(Op("where", E, np.where, _where_infer,
+                    (None, lambda g, out, c, a, b: _F().where(c, g, 0.0),
+                     lambda g, out, c, a, b: _F().where(c, 0.0, g)), (0,), "({1} if {0} else {2})", arity=3))
+
+
+# ---------------------------------------------------------------- reductions
+def _keep(t, axes, keepdim):
+    """Reinsert reduced axes as size 1, so a reduced value broadcasts against its input."""
+    if keepdim or not axes:
+        return t
+    return t.reshape(reduced_shape(_shape_of(t, axes), axes, True))
+
+
+def _shape_of(t, axes):
+    # the input shape is not needed to reinsert size-1 axes: only the output shape and the axes
+    shape = list(t.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return tuple(shape)
+
+
+def _reduce_infer(name, int_to_long):
+    def infer(x, axes, keepdim):
+        dt = dtypes.int64 if int_to_long and not x.dtype.is_floating_point else x.dtype
+        return AV(reduced_shape(x.shape, axes, keepdim), dt)
+    return infer
+
+
+def _np_sum(x, axes, keepdim):
+    out = np.sum(x, axis=axes, keepdims=keepdim)
+    return out.astype(np.int64, copy=False) if out.dtype.kind in "biu" else out
+
+
+sum_ = register(Op("sum", R, _np_sum, _reduce_infer("sum", True),
+                   (lambda g, out, x, axes, keepdim: _keep(g, axes, keepdim).expand(x.shape),), arity=1))
+
+
+def _amax_vjp(g, out, x, axes, keepdim):
+    mask = (x == _keep(out, axes, keepdim)).to(g.dtype)
+    return _keep(g, axes, keepdim) * mask / mask.sum(axes, keepdim=True)
+
+
+# NOTE: max/min without dim spread the gradient evenly over ties, as PyTorch's amax does.
+amax = register(Op("amax", R, lambda x, axes, keepdim: np.amax(x, axis=axes, keepdims=keepdim),
+                   _reduce_infer("amax", False), (_amax_vjp,), (0, "out"), arity=1))
+
+
+def _argmax_infer(x, axis, keepdim):
+    return AV(reduced_shape(x.shape, () if axis is None else (axis,), keepdim) if axis is not None
+              else ((1,) * x.ndim if keepdim else ()), dtypes.int64)
+
+
+def _np_argmax(x, axis, keepdim):
+    if axis is None:
+        out = np.argmax(x)
+        return np.asarray(out, np.int64).reshape((1,) * x.ndim if keepdim else ())
+    return np.argmax(x, axis=axis, keepdims=keepdim).astype(np.int64, copy=False)
+
+
+argmax = register(Op("argmax", R, _np_argmax, _argmax_infer, arity=1))
+
+
+def _norm_forward(x, axes, keepdim):
+    return np.sqrt(np.sum(x * x, axis=axes, keepdims=keepdim))
+
+
+# NOTE: the 2-norm is a primitive so its gradient at the origin is 0, as in PyTorch; the composite
+# sqrt(sum(x*x)) gives 0 * inf = nan there.
+norm2 = register(Op("norm2", R, _norm_forward, _reduce_infer("norm", False),
+                    (lambda g, out, x, axes, keepdim:
+                     _keep(g, axes, keepdim) * x / _F().where(_keep(out, axes, keepdim) == 0, 1.0,
+                                                               _keep(out, axes, keepdim)),),
+                    (0, "out"), backward_name="NormBackward1", arity=1))
+
+
+# ---------------------------------------------------------------- movement
+def _reshape_infer(x, shape):
+    if int(np.prod(shape)) != int(np.prod(x.shape)):
+        raise RuntimeError(f"reshape: shape '{fmt(shape)}' is invalid for input of size {int(np.prod(x.shape))} "
+                           f"(input shape {fmt(x.shape)})")
+    return AV(tuple(shape), x.dtype)
+
+
+reshape = register(Op("reshape", M, lambda x, shape: np.reshape(x, shape), _reshape_infer,
+                      (lambda g, out, x, shape: g.reshape(x.shape),), backward_name="ViewBackward0", arity=1))
+permute = register(Op("permute", M, lambda x, perm: np.transpose(x, perm),
+                      lambda x, perm: AV(tuple(x.shape[p] for p in perm), x.dtype),
+                      (lambda g, out, x, perm: g.permute(*np.argsort(perm).tolist()),), arity=1))
+
+
+def _expand_infer(x, shape):
+    if len(shape) < x.ndim or broadcast_shapes("expand", x.shape, shape) != tuple(shape):
+        raise RuntimeError(f"expand: the expanded size of the tensor must match the existing size at "
+                           f"non-singleton dimensions: cannot expand {fmt(x.shape)} to {fmt(shape)}")
+    return AV(tuple(shape), x.dtype)
+
+
+# expand's gradient is g itself: the engine sums it back to the input's shape, like any broadcast.
+expand = register(Op("expand", M, lambda x, shape: np.broadcast_to(x, shape), _expand_infer,
+                     (lambda g, out, x, shape: g,), arity=1))
+
+
+def _index_infer(x, index):
+    try:
+        return AV(index_shape(x.shape, index), x.dtype)
+    except IndexError as e:
+        raise IndexError(f"index: {str(e).replace('axis', 'dimension')} (tensor of shape {fmt(x.shape)})") from None
+
+
+getitem = register(Op("getitem", M, lambda x, index: x[index], _index_infer,
+                      (lambda g, out, x, index: _F().index_add(g, x.shape, index),),
+                      backward_name="IndexBackward0", arity=1))
+
+
+def _cat_infer(*xs, axis):
+    first = xs[0]
+    for x in xs[1:]:
+        if x.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
+            raise RuntimeError(f"cat: sizes of tensors must match except in dimension {axis}: "
+                               f"got shapes {fmt(first.shape)} and {fmt(x.shape)}")
+        if x.dtype is not first.dtype:
+            raise TypeError(f"cat: operands must share a dtype after promotion, got {first.dtype} and {x.dtype}")
+    shape = list(first.shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    return AV(tuple(shape), first.dtype)
+
+
+def _cat_vjp(g, out, *xs, axis, i):
+    start = sum(x.shape[axis] for x in xs[:i])
+    return g[(slice(None),) * axis + (slice(start, start + xs[i].shape[axis]),)]
+
+
+cat = register(Op("cat", M, lambda *xs, axis: np.concatenate(xs, axis=axis), _cat_infer, (_cat_vjp,)))
+
+
+# ---------------------------------------------------------------- opaque
+def _matmul_infer(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise RuntimeError(f"matmul: both operands need 2 or more dims here, got {fmt(a.shape)} and {fmt(b.shape)}")
+    if a.shape[-1] != b.shape[-2]:
+        what = (f"mat1 and mat2 shapes cannot be multiplied ({a.shape[-2]}x{a.shape[-1]} and "
+                f"{b.shape[-2]}x{b.shape[-1]})")
+        raise RuntimeError(f"matmul: {what}" + ("" if a.ndim == b.ndim == 2 else
+                                                f" (shapes {fmt(a.shape)} and {fmt(b.shape)})"))
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"matmul: expected both operands to have the same dtype, but got: {a.dtype} != {b.dtype}")
+    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    return AV(batch + (a.shape[-2], b.shape[-1]), a.dtype)
+
+
+matmul = register(Op("matmul", O, np.matmul, _matmul_infer,
+                     (lambda g, out, a, b: g @ b.mT, lambda g, out, a, b: a.mT @ g), (0, 1),
+                     backward_name="MmBackward0", arity=2))
+
+
+def _index_add_forward(g, shape, index):
+    out = np.zeros(shape, g.dtype)
+    if any(isinstance(i, np.ndarray) for i in index):
+        np.add.at(out, index, g)  # repeated integer indices accumulate
+    else:
+        out[index] += g
+    return out
+
+
+# the VJP of getitem: zeros of the input's shape with g added at `index`
+index_add = register(Op("index_add", O, _index_add_forward, lambda g, shape, index: AV(tuple(shape), g.dtype),
+                        (lambda gg, out, g, shape, index: gg[index],), arity=1))
+
+
+def _index_put_forward(x, v, index):
+    out = x.copy()
+    out[index] = v
+    return out
+
+
+def _index_put_infer(x, v, index):
+    sel = index_shape(x.shape, index)
+    broadcast_shapes("index_put", v.shape, sel)
+    if len(v.shape) > len(sel) or broadcast_shapes("index_put", v.shape, sel) != sel:
+        raise RuntimeError(f"index_put: shape mismatch: value tensor of shape {fmt(v.shape)} cannot be broadcast "
+                           f"to indexing result of shape {fmt(sel)}")
+    return AV(x.shape, x.dtype)
+
+
+# functional `x[index] = v`; in eager, `__setitem__` records it as an in-place op
+index_put = register(Op("index_put", O, _index_put_forward, _index_put_infer,
+                        (lambda g, out, x, v, index: _F().index_put(g, _F().zeros_like(g[index]), index),
+                         lambda g, out, x, v, index: g[index]), backward_name="CopySlices", arity=2))

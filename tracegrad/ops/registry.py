@@ -1,0 +1,113 @@
+"""The op registry: every primitive is one `Op` entry, read by every stage.
+
+An entry holds the numpy forward, the shape/dtype rule, the VJP written in tracegrad's own ops,
+the op's kind, and for elementwise ops the scalar expression the numba codegen compiles.
+
+>>> from tracegrad.ops import registry
+>>> registry.REGISTRY["mul"].kind
+<Kind.ELEMENTWISE: 'elementwise'>
+>>> registry.REGISTRY["mul"].scalar
+'({0} * {1})'
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+class Kind(enum.Enum):
+    ELEMENTWISE = "elementwise"  # out[i] = f(in0[i], in1[i], ...) after broadcasting
+    REDUCTION = "reduction"      # reduces over `axes`
+    MOVEMENT = "movement"        # rearranges elements: reshape, permute, expand, index, cat
+    OPAQUE = "opaque"            # everything else: matmul, scatter
+
+
+class AbstractValue:
+    """What the shape/dtype rule sees of a tensor: its shape and dtype, no data."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __eq__(self, other):
+        return isinstance(other, AbstractValue) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"AbstractValue({list(self.shape)}, {self.dtype})"
+
+
+@dataclass(eq=False)
+class Op:
+    """One primitive.
+
+    forward(*arrays, **params) -> array        numpy implementation
+    infer(*avals, **params) -> AbstractValue   shape/dtype rule; raises the user-facing error
+    vjp(g, out, *inputs, **params) -> tuple    one gradient (or None) per input, in tracegrad ops;
+                                                g and the result have the output's (broadcast) shape,
+                                                the autograd engine sums them back to each input's shape
+    saves                                       which of `inputs` the VJP reads ("out" for the output);
+                                                the rest reach the VJP as AbstractValues (shape/dtype only)
+    scalar                                      for elementwise ops: a Python expression over {0}, {1}, ...
+                                                (and {params}) for one element, used by codegen
+    """
+
+    name: str
+    kind: Kind
+    forward: Callable
+    infer: Callable
+    vjp: Callable | None = None
+    saves: tuple = ()
+    scalar: str | None = None
+    differentiable: bool = True
+    backward_name: str = ""
+    arity: int | None = None  # None: variadic
+    save_out: bool = field(init=False, default=False)
+    saved_inputs: tuple = field(init=False, default=())
+
+    def __post_init__(self):
+        self.save_out = "out" in self.saves
+        self.saved_inputs = tuple(i for i in self.saves if i != "out")
+        if not self.backward_name:
+            self.backward_name = "".join(p.capitalize() for p in self.name.split("_")) + "Backward0"
+        if self.kind is Kind.ELEMENTWISE and self.scalar is None:
+            raise ValueError(f"elementwise op {self.name!r} needs a scalar expression for codegen")
+        if self.vjp is None:
+            self.differentiable = False
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} is registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+# Names the scalar expressions may use; the numba codegen provides the same names.
+SCALAR_NAMESPACE = {"math": math, "np": np}
+
+
+def eval_scalar(op: Op, *values, **params):
+    """Evaluate an elementwise op's scalar expression on Python/numpy scalars (codegen's reference)."""
+    src = op.scalar.format(*[f"_v{i}" for i in range(len(values))], **params)
+    env = dict(SCALAR_NAMESPACE)
+    env.update({f"_v{i}": v for i, v in enumerate(values)})
+    return eval(src, env)  # noqa: S307 - expressions come from the registry, not from users

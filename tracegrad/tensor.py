@@ -1,0 +1,352 @@
+"""The eager Tensor: a numpy array plus PyTorch's autograd state, and `apply`, which runs one op.
+
+>>> import tracegrad as tg
+>>> x = tg.tensor([1.5, 1.5], requires_grad=True)
+>>> x
+tensor([1.5000, 1.5000], requires_grad=True)
+>>> y = (x * x).sum()
+>>> y.backward()
+>>> x.grad
+tensor([3., 3.])
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import numpy as np
+
+from . import dtypes
+from .autograd.grad_mode import STATE as _GRAD
+from .autograd.node import AccumulateGrad, Node, RemovableHandle
+from .ops.registry import AbstractValue, Kind
+from .ops.shapes import fmt
+
+_NP_TO_DTYPE = {d.np: d for d in dtypes.ALL}
+
+# NOTE: numpy warns on overflow, division by zero and invalid values; PyTorch doesn't, and an
+# np.errstate block per op costs 3 us. A filter scoped to tracegrad's modules costs nothing.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"tracegrad(\..*)?$")
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints like ``tracegrad.Size([2, 3])``."""
+
+    def __repr__(self):
+        return f"tracegrad.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+class Tensor:
+    """An n-dimensional array with autograd, backed by numpy.
+
+    Create tensors with `tracegrad.tensor`, `zeros`, `randn`, ...; every op has a method form
+    (`x.exp()`) and a function form (`tracegrad.exp(x)`).
+    """
+
+    __slots__ = ("_data", "_rg", "grad_fn", "_grad", "_vbox", "_base", "_acc", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars and arrays defer to Tensor's reflected operators
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _make(data: np.ndarray, requires_grad: bool = False, grad_fn=None) -> Tensor:
+        t = Tensor.__new__(Tensor)
+        t._data = data
+        t._rg = requires_grad
+        t.grad_fn = grad_fn
+        t._grad = None
+        t._vbox = None
+        t._base = None
+        t._acc = None
+        return t
+
+    def __init__(self, data, dtype=None, requires_grad=False):
+        from .creation import _to_array
+        self._data = _to_array(data, dtype)
+        self._rg = False
+        self.grad_fn = self._grad = self._vbox = self._base = self._acc = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        from .ops.shapes import normalize_dim
+        return self._data.shape[normalize_dim("size", dim, self._data.ndim)]
+
+    @property
+    def dtype(self) -> dtypes.DType:
+        return _NP_TO_DTYPE[self._data.dtype]
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def aval(self) -> AbstractValue:
+        return AbstractValue(self._data.shape, self.dtype)
+
+    def __len__(self):
+        if not self._data.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if not self._data.ndim:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    # ------------------------------------------------------------------ autograd state
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients "
+                               f"(got a tensor of dtype {self.dtype})")
+        self._rg = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self):
+        if self.grad_fn is not None and not self.retains_grad:
+            warnings.warn("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+                          "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
+                          "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor.",
+                          UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+            if value._data.shape != self._data.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: {fmt(value.shape)} "
+                                   f"(tensor has {fmt(self.shape)})")
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} (tensor has "
+                                   f"{self.dtype})")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self.grad_fn is not None and self.grad_fn._retained is not None and \
+            self.grad_fn._retained() is self
+
+    def retain_grad(self) -> None:
+        """Populate `.grad` of this non-leaf during backward (leaves always get it)."""
+        if not self._rg:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            self.grad_fn._retained = weakref.ref(self)
+
+    def _accumulator(self) -> AccumulateGrad:
+        if self._acc is None:
+            self._acc = AccumulateGrad(self)
+        return self._acc
+
+    def register_hook(self, hook) -> RemovableHandle:
+        """Call `hook(grad)` when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self._rg:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        node = self._accumulator() if self.grad_fn is None else self.grad_fn
+        return node.add_pre_hook(hook)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (see `tracegrad.autograd.backward`)."""
+        from .autograd.engine import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def detach(self) -> Tensor:
+        """A tensor sharing storage (and version counter) with self, outside the graph."""
+        t = Tensor._make(self._data)
+        t._vbox = self._version_box()
+        t._base = self._base
+        return t
+
+    def detach_(self) -> Tensor:
+        if self._base is not None and self._base._rg:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
+        self.grad_fn = None
+        self._rg = False
+        return self
+
+    @property
+    def data(self) -> Tensor:
+        """Same storage, no autograd history, own version counter (in-place changes go unchecked)."""
+        return Tensor._make(self._data)
+
+    @data.setter
+    def data(self, value: Tensor):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        if value._data.dtype != self._data.dtype and self._rg and value._data.dtype.kind != "f":
+            raise RuntimeError(f"data set to a tensor of dtype {value.dtype} on a tensor that requires grad")
+        self._data = value._data
+
+    def _version_box(self) -> list:
+        if self._vbox is None:
+            self._vbox = [0, False]  # [version, has views that require grad]; shared with views
+        return self._vbox
+
+    @property
+    def _version(self) -> int:
+        return 0 if self._vbox is None else self._vbox[0]
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shares memory)."""
+        if self._rg:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if self._rg:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is ambiguous")
+        return bool(self._data.reshape(()))
+
+    def __repr__(self):
+        from .printing import tensor_repr
+        return tensor_repr(self)
+
+    def __format__(self, spec):
+        if self._data.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return repr(self)
+
+    def __reduce__(self):
+        return (_rebuild, (self._data, self._rg))
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                               "protocol at the moment.")
+        t = Tensor._make(self._data.copy(), self._rg)
+        if self._grad is not None:
+            t._grad = Tensor._make(self._grad._data.copy())
+        memo[id(self)] = t
+        return t
+
+
+def _rebuild(data, requires_grad):
+    return Tensor._make(data, requires_grad)
+
+
+# Set by the test suite: every op's shape/dtype rule is checked against its numpy forward.
+CHECK_RULES = False
+OPS_SEEN: set = set()
+
+
+def apply(op, *inputs, **params) -> Tensor:
+    """Run primitive `op` on tensors: its numpy forward, then (if grad is on) its autograd node.
+
+    This is the one door every primitive goes through in eager mode.
+    """
+    arrays = [t._data for t in inputs]
+    try:
+        out = op.forward(*arrays, **params)
+    except Exception as e:  # numpy's error: ask the op's shape rule for the user-facing one
+        raise _op_error(op, inputs, params, e) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    res = Tensor._make(out)
+    if CHECK_RULES:
+        _check_rule(op, inputs, params, res)
+    if op.kind is Kind.MOVEMENT and out.base is not None:
+        src = arrays[0]
+        if out.base is src or (src.base is not None and out.base is src.base):
+            res._base = inputs[0]._base if inputs[0]._base is not None else inputs[0]
+            res._vbox = inputs[0]._version_box()  # views share their base's version counter
+    if _GRAD.enabled and op.differentiable:
+        for t in inputs:
+            if t._rg:
+                res._rg = True
+                res.grad_fn = Node(op, params, inputs, res)
+                if res._base is not None:
+                    res._vbox[1] = True
+                break
+    return res
+
+
+def _check_rule(op, inputs, params, res) -> None:
+    expected = op.infer(*[AbstractValue(t._data.shape, t.dtype) for t in inputs], **params)
+    if (expected.shape, expected.dtype) != (res._data.shape, res.dtype):
+        raise AssertionError(f"{op.name}: shape rule says {expected}, forward gave {res.aval}")
+    OPS_SEEN.add(op.name)
+
+
+def _op_error(op, inputs, params, error) -> Exception:
+    avals = [AbstractValue(t._data.shape, t.dtype) for t in inputs]
+    try:
+        op.infer(*avals, **params)
+    except (RuntimeError, TypeError, IndexError, ValueError) as ours:
+        return ours
+    what = ", ".join(f"{fmt(a.shape)} {a.dtype}" for a in avals)
+    cls = IndexError if isinstance(error, IndexError) else RuntimeError
+    return cls(f"{op.name}: {error} (inputs: {what})")
