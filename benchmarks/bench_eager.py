@@ -80,6 +80,90 @@ def program_np(x, w1, w2):
     g_z = g_o * (1 - o * o)  # through tanh
     g_w2 = h.T @ g_z
     g_h1 = (g_z @ w2.T) * (h1 > 0)  # through matmul, the constant shift and relu
-    g_a = g_h1 * (s + t * s * (1 - s) + np.float32(0.5)) + g_h1 * 0  # unused term kept out of math below
-    g_a = g_h1 * s * (1 - t * t) + g_h1 * t * s * (1 - s) + g_h1 * np.float32(0.5)
+    g_a = g_h1 * (s * (1 - t * t) + t * s * (1 - s) + np.float32(0.5))  # d(t*s + a/2) / d a
     return x.T @ g_a, g_w2
+
+
+def check(name, got, want):
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        g = np.asarray(g, dtype=np.float64)
+        if not np.allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max()):
+            sys.exit(f"ABORT: {name} gradient {i} disagrees with numpy-by-hand "
+                     f"(max abs diff {np.abs(g - w).max():.3g}, max |grad| {np.abs(w).max():.3g})")
+
+
+def us(v, width=9, prec=1):
+    return f"{v:{width}.{prec}f} us" if v is not None else f"{'-':>{width + 3}}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="~20/5 timed calls instead of 200/50")
+    args = ap.parse_args()
+    n_tiny, n_mid, warm = (20, 5, 3) if args.quick else (200, 50, 10)
+    rng = np.random.default_rng(0)
+
+    # ---- workload 1: per-op overhead (the dispatch anchor)
+    x0 = np.linspace(-1, 1, 16).astype(np.float32)
+    gx = tg.from_numpy(x0.copy()).requires_grad_(True)
+
+    def tg_tiny():
+        gx.grad = None
+        chain(gx).backward()
+
+    tg_tiny()
+    check("tracegrad per-op", [gx.grad.numpy()], [chain_np(x0)])
+    rows = {"tiny": [bench(tg_tiny, n_tiny, warm), None, bench(lambda: chain_np(x0), n_tiny, warm)]}
+
+    # ---- workload 2: mid-size program
+    x = rng.standard_normal((256, 512), dtype=np.float32)
+    w1 = (rng.standard_normal((512, 512)) / np.sqrt(512)).astype(np.float32)
+    w2 = (rng.standard_normal((512, 10)) / np.sqrt(512)).astype(np.float32)
+    gxm = tg.from_numpy(x.copy())
+    gw1, gw2 = (tg.from_numpy(w.copy()).requires_grad_(True) for w in (w1, w2))
+
+    def tg_mid():
+        gw1.grad = gw2.grad = None
+        program(gxm, gw1, gw2).backward()
+
+    tg_mid()
+    want = program_np(x, w1, w2)
+    check("tracegrad mid-size", [gw1.grad.numpy(), gw2.grad.numpy()], want)
+    rows["mid"] = [bench(tg_mid, n_mid, warm), None, bench(lambda: program_np(x, w1, w2), n_mid, warm)]
+
+    if torch is not None:
+        tx = torch.from_numpy(x0.copy()).requires_grad_(True)
+        txm = torch.from_numpy(x.copy())
+        tw1, tw2 = (torch.from_numpy(w.copy()).requires_grad_(True) for w in (w1, w2))
+
+        def torch_tiny():
+            tx.grad = None
+            chain(tx).backward()
+
+        def torch_mid():
+            tw1.grad = tw2.grad = None
+            program(txm, tw1, tw2).backward()
+
+        torch_tiny()
+        torch_mid()
+        check("torch per-op", [tx.grad.numpy()], [chain_np(x0)])
+        check("torch mid-size", [tw1.grad.numpy(), tw2.grad.numpy()], want)
+        rows["tiny"][1] = bench(torch_tiny, n_tiny, warm)
+        rows["mid"][1] = bench(torch_mid, n_mid, warm)
+
+    # ---- report
+    threads = torch.get_num_threads() if torch is not None else "-"
+    print(f"numpy {np.__version__}, torch {torch.__version__ if torch else 'missing'} (get_num_threads={threads}), "
+          f"{n_tiny}/{n_mid} timed calls after {warm} warm-up, median")
+    print(f"{'workload':<30}{'tracegrad':>12}{'torch-eager':>15}{'numpy-by-hand':>16}{'tracegrad/torch':>18}")
+    labels = {"tiny": f"per-op ({K} ops fwd+bwd)", "mid": "mid-size (2 matmul + 10 ew)"}
+    for key, (t_tg, t_th, t_np) in rows.items():
+        ratio = f"{t_tg / t_th:18.2f}" if t_th is not None else f"{'-':>18}"
+        print(f"{labels[key]:<30}{us(t_tg)}{us(t_th, 12)}{us(t_np, 13)}{ratio}")
+        if key == "tiny":
+            per = [None if t is None else t / (2 * K) for t in (t_tg, t_th, t_np)]
+            print(f"{'  per op per direction':<30}{us(per[0], 9, 2)}{us(per[1], 12, 2)}{us(per[2], 13, 2)}")
+
+
+if __name__ == "__main__":
+    main()

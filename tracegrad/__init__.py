@@ -22,7 +22,7 @@ from .ops.functions import (abs, add, allclose, amax, amin, argmax, argmin, bitw
                             reshape, rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt, square, squeeze, stack,
                             std, sub, sum, swapaxes, t, tanh, transpose, unbind, unflatten, unsqueeze, var, where)
 from .random import Generator, default_generator, initial_seed, manual_seed, seed
-from .tensor import Size, Tensor
+from ._tensor import Size, Tensor
 
 float32 = float = dtypes.float32
 float64 = double = dtypes.float64

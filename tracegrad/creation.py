@@ -12,7 +12,7 @@ import numpy as np
 
 from . import dtypes
 from .random import default_generator
-from .tensor import Tensor
+from ._tensor import Tensor
 
 
 def _to_array(data, dtype=None) -> np.ndarray:

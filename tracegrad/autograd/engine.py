@@ -17,14 +17,14 @@ from .node import AccumulateGrad
 
 
 def _as_list(x):
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     if x is None or isinstance(x, Tensor):
         return [x]
     return list(x)
 
 
 def _root_grads(outputs, grad_outputs):
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     grads = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
     if len(grads) != len(outputs):
         raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got {len(grads)} gradients "

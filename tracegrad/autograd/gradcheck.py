@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _outputs(fn, inputs):
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     out = fn(*inputs)
     return [out] if isinstance(out, Tensor) else [o for o in out if o is not None]
 
@@ -35,7 +35,7 @@ def _numerical_jacobian(fn, inputs, k, eps):
 
 
 def _analytical_jacobian(fn, inputs, k):
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     from .engine import grad
     outs = _outputs(fn, inputs)
     rows = []
@@ -73,15 +73,17 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
 def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) -> bool:
     """gradcheck of the vector-Jacobian product itself: second derivatives, through create_graph."""
     from ..creation import randn
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     from .engine import grad
+    from .grad_mode import enable_grad
     inputs = tuple(inputs)
     outs = _outputs(fn, inputs)
     if grad_outputs is None:
         grad_outputs = [randn(*o.shape, dtype=o.dtype) for o in outs]
 
     def vjp(*xs):
-        o = _outputs(fn, xs)
-        targets = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
-        return [g for g in grad(o, targets, grad_outputs, create_graph=True, allow_unused=True) if g is not None]
+        with enable_grad():  # finite differences call this under no_grad
+            o = _outputs(fn, xs)
+            targets = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
+            return [g for g in grad(o, targets, grad_outputs, create_graph=True, allow_unused=True) if g is not None]
     return gradcheck(vjp, inputs, eps, atol, rtol, raise_exception)

@@ -56,7 +56,7 @@ class AccumulateGrad(_GraphNode):
         self._pre_hooks = None
 
     def accumulate(self, grad, create_graph: bool):
-        from ..tensor import Tensor
+        from .._tensor import Tensor
         leaf = self.variable
         if leaf._grad is None:
             leaf._grad = grad if create_graph else Tensor._make(np.array(grad._data, copy=True))
@@ -100,7 +100,7 @@ class Node(_GraphNode):
 
     def apply(self, grad):
         """Gradients for each input (None where not needed), each summed back to its input's shape."""
-        from ..tensor import Tensor, _NP_TO_DTYPE
+        from .._tensor import Tensor, _NP_TO_DTYPE
         op = self.op
         if self._saved is _RELEASED:
             raise RuntimeError(

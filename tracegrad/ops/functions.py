@@ -22,7 +22,7 @@ from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
 from ..autograd.node import Node
 from ..dtypes import result_type
-from ..tensor import Tensor, apply
+from .._tensor import Tensor, apply
 from . import primitives as P
 from .registry import REGISTRY
 from .shapes import fmt, normalize_dim, normalize_dims
@@ -165,11 +165,14 @@ def floor_divide(a, b):
 
 
 def remainder(a, b):
-    return _binary(P.remainder, a, b)
+    return _named(_binary(P.remainder, a, b), "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0")
 
 
 def pow(a, b):  # noqa: A001 - PyTorch's name
-    return _binary(P.pow_, a, b)
+    """`a ** b`; PyTorch names the node by which side is a Python number."""
+    name = "PowBackward1" if isinstance(b, Tensor) and isinstance(a, Tensor) else \
+        "PowBackward2" if isinstance(b, Tensor) else "PowBackward0"
+    return _named(_binary(P.pow_, a, b), name)
 
 
 def neg(x: Tensor) -> Tensor:
@@ -242,7 +245,7 @@ def clamp(x: Tensor, min=None, max=None):  # noqa: A002
         out = where(lt(out, min), min, out)
     if max is not None:
         out = where(gt(out, max), max, out)
-    return _named(out, "ClampBackward1")
+    return _named(out, "ClampBackward0" if isinstance(min, Tensor) or isinstance(max, Tensor) else "ClampBackward1")
 
 
 clip = clamp
@@ -268,7 +271,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if a.ndim == 1:
         return _named(squeeze(apply(P.matmul, unsqueeze(a, 0), b), -2), "SqueezeBackward1")
     out = apply(P.matmul, a, b)
-    return out if a.ndim == b.ndim == 2 else _named(out, "BmmBackward0")
+    return out if a.ndim == b.ndim == 2 else _named(out, "UnsafeViewBackward0")
 
 
 mm = matmul
@@ -445,16 +448,16 @@ def norm(x: Tensor, p="fro", dim=None, keepdim=False):
     if p in (2, "fro", None):
         return apply(P.norm2, x, axes=axes, keepdim=keepdim)
     if p == math.inf:
-        return amax(abs(x), axes, keepdim)
+        return _named(amax(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
     if p == -math.inf:
-        return amin(abs(x), axes, keepdim)
+        return _named(amin(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
     if p == 0:
         return sum(ne(x, 0).to(x.dtype), axes, keepdim)
     if p == 1:
-        return _named(sum(abs(x), axes, keepdim), "NormBackward1")
+        return _named(sum(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
     if isinstance(p, str):
         raise RuntimeError(f"norm: unsupported norm type {p!r}")
-    return _named(pow(sum(pow(abs(x), p), axes, keepdim), 1.0 / p), "NormBackward1")
+    return _named(pow(sum(pow(abs(x), p), axes, keepdim), 1.0 / p), "LinalgVectorNormBackward0")
 
 
 def logsumexp(x: Tensor, dim=None, keepdim=False):

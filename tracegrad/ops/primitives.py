@@ -176,7 +176,7 @@ norm2 = register(Op("norm2", R, _norm_forward, _reduce_infer("norm", False),
                     (lambda g, out, x, axes, keepdim:
                      _keep(g, axes, keepdim) * x / _F().where(_keep(out, axes, keepdim) == 0, 1.0,
                                                                _keep(out, axes, keepdim)),),
-                    (0, "out"), backward_name="NormBackward1", arity=1))
+                    (0, "out"), backward_name="LinalgVectorNormBackward0", arity=1))
 
 
 # ---------------------------------------------------------------- movement
@@ -290,5 +290,5 @@ def _index_put_infer(x, v, index):
 
 # functional `x[index] = v`; in eager, `__setitem__` records it as an in-place op
 index_put = register(Op("index_put", O, _index_put_forward, _index_put_infer,
-                        (lambda g, out, x, v, index: _F().index_put(g, _F().zeros_like(g[index]), index),
+                        (lambda g, out, x, v, index: _F().index_put(g, 0.0, index),
                          lambda g, out, x, v, index: g[index]), backward_name="CopySlices", arity=2))

@@ -1,0 +1,14 @@
+import pytest
+
+import tracegrad
+import tracegrad._tensor
+
+
+@pytest.fixture(autouse=True)
+def _check_shape_rules_and_seed():
+    """Every op run by any test also checks its registry shape/dtype rule against its numpy forward."""
+    tracegrad._tensor.CHECK_RULES = True
+    tracegrad.manual_seed(0)
+    tracegrad.set_default_dtype(tracegrad.float32)
+    yield
+    tracegrad._tensor.CHECK_RULES = False

@@ -1,0 +1,202 @@
+"""The op table: one row per user-facing op, driving forward, gradient, second-order and parity tests.
+
+Each row's `fn(m, *tensors)` is written against a module `m` that is either tracegrad or torch, so the
+very same line runs in both; `ref(*arrays)` is the numpy reference. A new op is one row here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import zlib
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    name: str
+    fn: Callable                 # fn(m, *tensors) with m = tracegrad or torch
+    ref: Callable                # ref(*numpy arrays) -> array or tuple of arrays
+    shapes: list                 # input shape tuples, one list entry per variant
+    domain: str = "real"         # real (normal) | positive (0.5..2) | away (0.3 <= |x| <= 1.5)
+    grad: bool = True            # first-order gradient check (float64 central differences)
+    grad2: bool = True           # second-order check (gradgradcheck)
+    notes: str = ""
+
+    def ids(self):
+        return [f"{self.name}-{'x'.join('_'.join(map(str, s)) or 's' for s in v)}" for v in self.shapes]
+
+
+def _lse(x, axis, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _index_put(x, idx, v):
+    y = x.copy()
+    y[idx] = v
+    return y
+
+
+def _setitem(m, x, v):
+    y = x * 1.0  # a non-leaf, so the write is recorded as an in-place op
+    y[1:, 0] = v
+    return y
+
+
+S = (3, 4)
+UNARY = [(S,), ((5,),), ((),), ((2, 3, 4),)]
+BINARY = [(S, S), ((2, 3, 4), (4,)), ((3, 1), (1, 4)), ((), S), ((2, 1, 4), (3, 1))]
+MASK = np.array([[True, False, True, False], [False, False, True, True], [True, True, False, False]])
+
+CASES = [
+    # ---------------------------------------------------------------- elementwise, binary
+    Case("add", lambda m, a, b: a + b, np.add, BINARY),
+    Case("add_alpha", lambda m, a, b: m.add(a, b, alpha=2.5), lambda a, b: a + 2.5 * b, BINARY[:2]),
+    Case("sub", lambda m, a, b: a - b, np.subtract, BINARY),
+    Case("mul", lambda m, a, b: a * b, np.multiply, BINARY),
+    Case("div", lambda m, a, b: a / b, np.divide, BINARY, domain="away"),
+    Case("pow", lambda m, a, b: a ** b, np.power, BINARY[:3], domain="positive"),
+    Case("maximum", lambda m, a, b: m.maximum(a, b), np.maximum, BINARY),
+    Case("minimum", lambda m, a, b: m.minimum(a, b), np.minimum, BINARY),
+    Case("remainder", lambda m, a, b: a % b, np.remainder, [(S, S)], domain="away", grad2=False,
+         notes="gradient checked away from the discontinuities"),
+    Case("radd_scalar", lambda m, a: 2.5 + a, lambda a: 2.5 + a, UNARY[:2]),
+    Case("rsub_scalar", lambda m, a: 2.5 - a, lambda a: 2.5 - a, UNARY[:2]),
+    Case("rmul_scalar", lambda m, a: 2.5 * a, lambda a: 2.5 * a, UNARY[:2]),
+    Case("rdiv_scalar", lambda m, a: 2.5 / a, lambda a: 2.5 / a, UNARY[:2], domain="away"),
+    Case("pow_scalar", lambda m, a: a ** 3, lambda a: a ** 3, UNARY),
+    Case("pow_half", lambda m, a: a ** 0.5, np.sqrt, UNARY[:2], domain="positive"),
+    Case("rpow_scalar", lambda m, a: 2.0 ** a, lambda a: 2.0 ** a, UNARY[:2]),
+    # ---------------------------------------------------------------- elementwise, unary
+    Case("neg", lambda m, x: -x, np.negative, UNARY),
+    Case("exp", lambda m, x: x.exp(), np.exp, UNARY),
+    Case("exp_fn", lambda m, x: m.exp(x), np.exp, UNARY[:1]),
+    Case("log", lambda m, x: x.log(), np.log, UNARY, domain="positive"),
+    Case("sqrt", lambda m, x: x.sqrt(), np.sqrt, UNARY, domain="positive"),
+    Case("rsqrt", lambda m, x: x.rsqrt(), lambda x: 1 / np.sqrt(x), UNARY, domain="positive"),
+    Case("tanh", lambda m, x: x.tanh(), np.tanh, UNARY),
+    Case("sigmoid", lambda m, x: x.sigmoid(), _sigmoid, UNARY),
+    Case("sigmoid_fn", lambda m, x: m.sigmoid(x), _sigmoid, UNARY[:1]),
+    Case("relu", lambda m, x: x.relu(), lambda x: np.maximum(x, 0), UNARY, domain="away"),
+    Case("relu_fn", lambda m, x: m.relu(x), lambda x: np.maximum(x, 0), UNARY[:1], domain="away"),
+    Case("abs", lambda m, x: x.abs(), np.abs, UNARY, domain="away"),
+    Case("sin", lambda m, x: x.sin(), np.sin, UNARY),
+    Case("cos", lambda m, x: m.cos(x), np.cos, UNARY),
+    Case("square", lambda m, x: m.square(x), np.square, UNARY[:2]),
+    Case("clamp", lambda m, x: x.clamp(-0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), UNARY[:2]),
+    Case("clamp_min", lambda m, x: m.clamp(x, min=0.1), lambda x: np.maximum(x, 0.1), UNARY[:2]),
+    Case("clamp_tensor", lambda m, x, lo: x.clamp(min=lo), np.maximum, [(S, (4,))]),
+    Case("where", lambda m, c, a, b: m.where(c > 0, a, b), lambda c, a, b: np.where(c > 0, a, b),
+         [(S, S, S), ((3, 1), (4,), (3, 4)), ((4,), (), (3, 4))]),
+    Case("where_scalar", lambda m, x: m.where(x > 0, x, 0.5), lambda x: np.where(x > 0, x, 0.5), UNARY[:2]),
+    # ---------------------------------------------------------------- matmul
+    Case("matmul", lambda m, a, b: a @ b, np.matmul,
+         [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((4,), (4,)), ((3, 4), (4,)),
+          ((4,), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (2, 4, 3))]),
+    Case("mm_fn", lambda m, a, b: m.matmul(a, b), np.matmul, [((3, 4), (4, 2))]),
+    # ---------------------------------------------------------------- reductions
+    Case("sum", lambda m, x: x.sum(), np.sum, UNARY),
+    Case("sum_dim", lambda m, x: x.sum(1), lambda x: x.sum(1), [(S,), ((2, 3, 4),)]),
+    Case("sum_dims_keep", lambda m, x: x.sum((0, -1), keepdim=True), lambda x: x.sum((0, -1), keepdims=True),
+         [((2, 3, 4),)]),
+    Case("mean", lambda m, x: x.mean(), np.mean, UNARY),
+    Case("mean_dim", lambda m, x: m.mean(x, -1, keepdim=True), lambda x: x.mean(-1, keepdims=True), UNARY[::3]),
+    Case("max", lambda m, x: x.max(), np.max, UNARY),
+    Case("max_dim", lambda m, x: x.max(dim=1)[0], lambda x: x.max(1), [(S,), ((2, 3, 4),)]),
+    Case("max_dim_indices", lambda m, x: x.max(1, keepdim=True).indices, lambda x: x.argmax(1)[:, None],
+         [(S,)], grad=False),
+    Case("min", lambda m, x: x.min(), np.min, UNARY),
+    Case("min_dim", lambda m, x: m.min(x, 0).values, lambda x: x.min(0), [(S,), ((2, 3, 4),)]),
+    Case("amax", lambda m, x: m.amax(x, (0, 1)), lambda x: x.max((0, 1)), [((2, 3, 4),)]),
+    Case("amin", lambda m, x: m.amin(x, 1, keepdim=True), lambda x: x.min(1, keepdims=True), [(S,)]),
+    Case("argmax", lambda m, x: x.argmax(), lambda x: np.argmax(x), UNARY[:2], grad=False),
+    Case("argmax_dim", lambda m, x: x.argmax(dim=1), lambda x: np.argmax(x, 1), [(S,)], grad=False),
+    Case("argmin_dim", lambda m, x: m.argmin(x, 0, keepdim=True), lambda x: np.argmin(x, 0)[None], [(S,)],
+         grad=False),
+    Case("var", lambda m, x: x.var(), lambda x: np.var(x, ddof=1), UNARY[:2]),
+    Case("var_dim", lambda m, x: x.var(1, keepdim=True), lambda x: np.var(x, 1, ddof=1, keepdims=True), [(S,)]),
+    Case("var_biased", lambda m, x: x.var(0, unbiased=False), lambda x: np.var(x, 0), [(S,)]),
+    Case("var_correction", lambda m, x: m.var(x, 1, correction=0), lambda x: np.var(x, 1), [(S,)]),
+    Case("std", lambda m, x: x.std(), lambda x: np.std(x, ddof=1), UNARY[:2]),
+    Case("std_dim", lambda m, x: x.std(dim=0), lambda x: np.std(x, 0, ddof=1), [(S,)]),
+    Case("norm", lambda m, x: x.norm(), np.linalg.norm, UNARY[:2]),
+    Case("norm_dim", lambda m, x: x.norm(dim=1, keepdim=True), lambda x: np.linalg.norm(x, axis=1, keepdims=True),
+         [(S,)]),
+    Case("norm_p1", lambda m, x: x.norm(p=1), lambda x: np.abs(x).sum(), [(S,)], domain="away"),
+    Case("norm_p3", lambda m, x: x.norm(p=3, dim=0), lambda x: (np.abs(x) ** 3).sum(0) ** (1 / 3), [(S,)],
+         domain="away"),
+    Case("norm_inf", lambda m, x: x.norm(p=float("inf")), lambda x: np.abs(x).max(), [(S,)], domain="away"),
+    Case("logsumexp", lambda m, x: x.logsumexp(1), lambda x: _lse(x, 1), [(S,), ((2, 3, 4),)]),
+    Case("logsumexp_keep", lambda m, x: m.logsumexp(x, 0, keepdim=True), lambda x: _lse(x, 0, True), [(S,)]),
+    Case("softmax", lambda m, x: x.softmax(1), lambda x: _softmax(x, 1), [(S,), ((2, 3, 4),)]),
+    Case("softmax_fn", lambda m, x: m.softmax(x, dim=0), lambda x: _softmax(x, 0), [(S,)]),
+    Case("log_softmax", lambda m, x: x.log_softmax(-1), lambda x: np.log(_softmax(x, -1)), [(S,), ((2, 3, 4),)]),
+    # ---------------------------------------------------------------- movement
+    Case("reshape", lambda m, x: x.reshape(4, 3), lambda x: x.reshape(4, 3), [(S,)]),
+    Case("reshape_infer", lambda m, x: x.reshape(-1, 2), lambda x: x.reshape(-1, 2), [(S,), ((2, 3, 4),)]),
+    Case("view", lambda m, x: x.view(12), lambda x: x.reshape(12), [(S,)]),
+    Case("permute", lambda m, x: x.permute(2, 0, 1), lambda x: x.transpose(2, 0, 1), [((2, 3, 4),)]),
+    Case("transpose", lambda m, x: x.transpose(0, 1), lambda x: x.swapaxes(0, 1), [(S,), ((2, 3, 4),)]),
+    Case("T", lambda m, x: x.T, lambda x: x.T, [(S,), ((5,),)]),
+    Case("squeeze", lambda m, x: x.squeeze(), np.squeeze, [((3, 1, 4, 1),)]),
+    Case("squeeze_dim", lambda m, x: x.squeeze(1), lambda x: np.squeeze(x, 1), [((3, 1, 4),)]),
+    Case("unsqueeze", lambda m, x: x.unsqueeze(-1), lambda x: x[..., None], [(S,), ((),)]),
+    Case("expand", lambda m, x: x.expand(2, 3, 4), lambda x: np.broadcast_to(x, (2, 3, 4)), [((3, 1),), ((4,),)]),
+    Case("expand_keep", lambda m, x: x.expand(-1, 4), lambda x: np.broadcast_to(x, (3, 4)), [((3, 1),)]),
+    Case("flatten", lambda m, x: x.flatten(), np.ravel, [((2, 3, 4),)]),
+    Case("flatten_range", lambda m, x: m.flatten(x, 1), lambda x: x.reshape(2, 12), [((2, 3, 4),)]),
+    Case("cat", lambda m, a, b: m.cat([a, b], 1), lambda a, b: np.concatenate([a, b], 1), [(S, (3, 2))]),
+    Case("cat3", lambda m, a, b, c: m.cat((a, b, c)), lambda a, b, c: np.concatenate([a, b, c]),
+         [((2, 4), S, (1, 4))]),
+    Case("stack", lambda m, a, b: m.stack([a, b], dim=1), lambda a, b: np.stack([a, b], 1), [(S, S)]),
+    Case("split", lambda m, x: x.split(2, dim=1)[1], lambda x: x[:, 2:4], [(S,)]),
+    Case("split_sizes", lambda m, x: m.split(x, [1, 2], 0)[1] * 2, lambda x: x[1:3] * 2, [(S,)]),
+    Case("chunk", lambda m, x: x.chunk(3, 1)[-1], lambda x: x[:, 2:], [(S,)]),
+    # ---------------------------------------------------------------- indexing
+    Case("index_int", lambda m, x: x[1], lambda x: x[1], [(S,)]),
+    Case("index_neg", lambda m, x: x[-1, -2], lambda x: x[-1, -2], [(S,)]),
+    Case("index_slice", lambda m, x: x[1:, ::2], lambda x: x[1:, ::2], [(S,)]),
+    Case("index_none_ellipsis", lambda m, x: x[None, ..., 1], lambda x: x[None, ..., 1], [((2, 3, 4),)]),
+    Case("index_mask", lambda m, x: x[m.from_numpy(MASK)], lambda x: x[MASK], [(S,)]),
+    Case("index_array_repeats", lambda m, x: x[m.tensor([0, 2, 0, 0])], lambda x: x[[0, 2, 0, 0]], [(S,)]),
+    Case("index_arrays_2d", lambda m, x: x[m.tensor([0, 2]), m.tensor([1, 1])], lambda x: x[[0, 2], [1, 1]],
+         [(S,)]),
+    Case("setitem_nonleaf", _setitem, lambda x, v: _index_put(x, (slice(1, None), 0), v), [(S, (2,)), (S, ())]),
+]
+
+
+def make_inputs(case: Case, shapes, dtype=np.float64) -> list:
+    """Deterministic inputs for one variant of a case, drawn from the case's domain."""
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    out = []
+    for shape in shapes:
+        if case.domain == "positive":
+            a = rng.uniform(0.5, 2.0, shape)
+        elif case.domain == "away":
+            a = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape)
+        else:
+            a = rng.standard_normal(shape)
+        out.append(np.asarray(a, dtype))
+    return out
+
+
+def variants():
+    """(case, shapes) pairs with readable ids, for pytest.mark.parametrize."""
+    params, ids = [], []
+    for case in CASES:
+        for shapes, id_ in zip(case.shapes, case.ids()):
+            params.append((case, shapes))
+            ids.append(id_)
+    return params, ids
