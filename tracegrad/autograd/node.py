@@ -88,7 +88,8 @@ class Node(_GraphNode):
                 nexts.append((None, 0))
         self.next_functions = tuple(nexts)
         self._in_meta = [(t._data.shape, t._data.dtype) for t in inputs]
-        self._saved = [(i, inputs[i], inputs[i]._version_box()[0]) for i in op.saved_inputs]
+        # (input index, tensor, its version now, its grad_fn now: named in the error if it changes)
+        self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in op.saved_inputs]
         if op.save_out:
             box = out._version_box()
             self._out = (out._data, box, box[0])
@@ -109,9 +110,9 @@ class Node(_GraphNode):
                 ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the graph "
                 f"a second time or if you need to access saved tensors after calling backward. (node: {self._name})")
         args = [None] * len(self._in_meta)
-        for i, t, version in self._saved:
+        for i, t, version, fn in self._saved:
             if t._vbox[0] != version:
-                raise RuntimeError(self._modified_message(t, t._vbox[0], version))
+                raise RuntimeError(self._modified_message(t, fn, t._vbox[0], version))
             args[i] = t
         for i, a in enumerate(args):
             if a is None:
@@ -121,7 +122,7 @@ class Node(_GraphNode):
         if self._out is not None:
             data, box, version = self._out
             if box[0] != version:
-                raise RuntimeError(self._modified_message(None, box[0], version, output=True))
+                raise RuntimeError(self._modified_message(None, self, box[0], version, output=True))
             out = Tensor._make(data, True, self)
         rules, variadic = op.vjp, op.arity is None
         grads = []
@@ -146,12 +147,11 @@ class Node(_GraphNode):
             self._saved = _RELEASED
             self._out = None
 
-    def _modified_message(self, t, now, expected, output=False):
+    def _modified_message(self, t, fn, now, expected, output=False):
+        what = "a leaf" if fn is None else f"output 0 of {fn.name()}"
         if output:
-            what = f"output 0 of {self._name}"
             shape, dt = self._out[0].shape, self._out[0].dtype
         else:
-            what = "a leaf" if t.grad_fn is None else f"output 0 of {t.grad_fn.name()}"
             shape, dt = t._data.shape, t._data.dtype
         kind = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "bool": "BoolTensor"}
         return (f"one of the variables needed for gradient computation has been modified by an inplace operation: "

@@ -12,7 +12,7 @@ import numpy as np
 from .. import dtypes
 from .registry import AbstractValue as AV
 from .registry import Kind, Op, register
-from .shapes import broadcast_shapes, fmt, index_shape, reduced_shape
+from .shapes import broadcast_shapes, broadcastable_to, fmt, index_shape, reduced_shape
 
 E, R, M, O = Kind.ELEMENTWISE, Kind.REDUCTION, Kind.MOVEMENT, Kind.OPAQUE
 
@@ -195,7 +195,7 @@ permute = register(Op("permute", M, lambda x, perm: np.transpose(x, perm),
 
 
 def _expand_infer(x, shape):
-    if len(shape) < x.ndim or broadcast_shapes("expand", x.shape, shape) != tuple(shape):
+    if not broadcastable_to(x.shape, shape):
         raise RuntimeError(f"expand: the expanded size of the tensor must match the existing size at "
                            f"non-singleton dimensions: cannot expand {fmt(x.shape)} to {fmt(shape)}")
     return AV(tuple(shape), x.dtype)
@@ -281,8 +281,7 @@ def _index_put_forward(x, v, index):
 
 def _index_put_infer(x, v, index):
     sel = index_shape(x.shape, index)
-    broadcast_shapes("index_put", v.shape, sel)
-    if len(v.shape) > len(sel) or broadcast_shapes("index_put", v.shape, sel) != sel:
+    if not broadcastable_to(v.shape, sel):
         raise RuntimeError(f"index_put: shape mismatch: value tensor of shape {fmt(v.shape)} cannot be broadcast "
                            f"to indexing result of shape {fmt(sel)}")
     return AV(x.shape, x.dtype)

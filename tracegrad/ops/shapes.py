@@ -23,8 +23,13 @@ def broadcast_shapes(op: str, *shapes) -> tuple:
                      and shapes[j][i - (ndim - len(shapes[j]))] == out[i])
             raise RuntimeError(
                 f"{op}: shapes {fmt(shapes[j])} and {fmt(s)} are not broadcastable: the size of tensor a "
-                f"({out[i]}) must match the size of tensor b ({n}) at non-singleton dimension {i - (ndim - len(s))}")
+                f"({out[i]}) must match the size of tensor b ({n}) at non-singleton dimension {i}")
     return tuple(out)
+
+
+def broadcastable_to(shape, target) -> bool:
+    """Whether `shape` broadcasts to exactly `target` (as expand and index_put need)."""
+    return len(shape) <= len(target) and all(n in (1, t) for n, t in zip(reversed(shape), reversed(target)))
 
 
 def normalize_dim(op: str, dim: int, ndim: int) -> int:

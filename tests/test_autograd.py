@@ -1,0 +1,386 @@
+"""PyTorch's autograd semantics: the classic walkthrough, accumulation, graphs, hooks, grad modes, in-place."""
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+
+def test_walkthrough_mean_of_squares_gives_4_5():
+    x = tg.ones(2, 2, requires_grad=True)
+    y = x + 2
+    assert y.grad_fn.name() == "AddBackward0" and x.grad_fn is None and x.is_leaf and not y.is_leaf
+    z = y * y * 3
+    out = z.mean()
+    assert repr(out) == "tensor(27., grad_fn=<MeanBackward0>)"
+    out.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 2), 4.5, np.float32))
+
+
+def test_walkthrough_a2_plus_2b3():
+    a = tg.tensor(2.0, requires_grad=True)
+    b = tg.tensor(4.0, requires_grad=True)
+    (a ** 2 + 2 * b ** 3).backward()
+    assert a.grad.item() == 4.0 and b.grad.item() == 96.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_walkthrough_doubling_loop_vector_jacobian_product(seed):
+    tg.manual_seed(seed)
+    x = tg.randn(3, requires_grad=True)
+    y = x * 2
+    doublings = 1
+    while y.data.norm() < 1000:
+        y = y * 2
+        doublings += 1
+    v = tg.tensor([0.1, 1.0, 0.0001])
+    y.backward(v)
+    np.testing.assert_allclose(x.grad.numpy(), v.numpy() * 2.0 ** doublings, rtol=1e-6)
+    np.testing.assert_allclose(y.detach().numpy(), x.detach().numpy() * 2.0 ** doublings, rtol=1e-6)
+
+
+def test_requires_grad_propagates_and_defaults_to_false():
+    a, b = tg.ones(2), tg.ones(2, requires_grad=True)
+    assert not a.requires_grad and not (a * 2).requires_grad
+    assert (a * b).requires_grad
+    a.requires_grad_()
+    assert a.requires_grad and a.is_leaf
+
+
+def test_grad_fn_chain_and_next_functions():
+    x = tg.ones(2, requires_grad=True)
+    w = tg.ones(2)
+    y = (x * w).sum()
+    mul = y.grad_fn.next_functions[0][0]
+    assert y.grad_fn.name() == "SumBackward0" and mul.name() == "MulBackward0"
+    acc, none = mul.next_functions
+    assert acc[0].name() == "AccumulateGrad" and acc[0].variable is x and none == (None, 0)
+    assert repr(mul).startswith("<MulBackward0 object at 0x")
+
+
+def test_gradients_accumulate_until_zeroed():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(3):
+        (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 12.0])
+    x.grad.zero_()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    x.grad = None
+    (3 * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_leaf_grad_does_not_alias_the_incoming_gradient():
+    x = tg.zeros(2, requires_grad=True)
+    v = tg.tensor([1.0, 2.0])
+    x.backward(v)
+    x.backward(v)
+    np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_graph_without_saved_tensors_can_be_walked_twice_as_in_pytorch():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x + 1).sum()
+    y.backward()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_create_graph_gives_second_and_third_derivatives():
+    x = tg.tensor(3.0, requires_grad=True)
+    (d1,) = tg.autograd.grad(x ** 3, x, create_graph=True)
+    (d2,) = tg.autograd.grad(d1, x, create_graph=True)
+    (d3,) = tg.autograd.grad(d2, x)
+    assert (d1.item(), d2.item(), d3.item()) == (27.0, 18.0, 6.0)
+
+
+def test_backward_with_create_graph_leaves_a_differentiable_grad():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    (x ** 3).sum().backward(create_graph=True)
+    assert x.grad.requires_grad
+    g = x.grad
+    x.grad = None
+    g.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 12.0])
+
+
+def test_autograd_grad_does_not_touch_dot_grad_and_accepts_generators():
+    w1, w2 = tg.tensor([1.0, 2.0], requires_grad=True), tg.tensor(3.0, requires_grad=True)
+    loss = (w1 * w2).sum()
+    g1, g2 = tg.autograd.grad(loss, (p for p in [w1, w2]))
+    np.testing.assert_array_equal(g1.numpy(), [3.0, 3.0])
+    assert g2.item() == 3.0 and w1.grad is None and w2.grad is None
+
+
+def test_autograd_grad_with_grad_outputs_and_multiple_outputs():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    (g,) = tg.autograd.grad([x * 2, x * x], [x], grad_outputs=[tg.ones(2), tg.tensor([1.0, 10.0])])
+    np.testing.assert_array_equal(g.numpy(), [2 + 2, 2 + 40])
+
+
+def test_autograd_grad_allow_unused():
+    x, y = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
+    gx, gy = tg.autograd.grad((x * 2).sum(), [x, y], allow_unused=True)
+    assert gy is None and gx is not None
+
+
+def test_autograd_grad_for_a_non_leaf_input():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    (gh,) = tg.autograd.grad((h * h).sum(), h)
+    np.testing.assert_array_equal(gh.numpy(), [6.0, 12.0])
+
+
+def test_autograd_backward_with_inputs_accumulates_only_there():
+    x, y = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
+    tg.autograd.backward((x * y).sum(), inputs=[x])
+    assert y.grad is None and x.grad is not None
+    (x * y * 2).sum().backward(inputs=[y])
+    np.testing.assert_array_equal(y.grad.numpy(), [2.0, 2.0])
+
+
+def test_no_grad_enable_grad_set_grad_enabled():
+    x = tg.ones(2, requires_grad=True)
+    with tg.no_grad():
+        assert not (x * 2).requires_grad
+        with tg.enable_grad():
+            assert (x * 2).requires_grad
+    with tg.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert tg.is_grad_enabled()
+    tg.set_grad_enabled(False)
+    assert not tg.is_grad_enabled()
+    tg.set_grad_enabled(True)
+
+    @tg.no_grad()
+    def doubled(t):
+        return t * 2
+
+    @tg.set_grad_enabled(False)
+    def tripled(t):
+        return t * 3
+
+    assert tg.is_grad_enabled()
+    assert not doubled(x).requires_grad and not tripled(x).requires_grad and (x * 2).requires_grad
+
+
+def test_detach_shares_storage_and_leaves_the_graph():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    d = y.detach()
+    assert not d.requires_grad and d.grad_fn is None
+    d[0] = 100.0
+    assert y[0].item() == 100.0  # same storage
+    y.detach_()
+    assert y.grad_fn is None and not y.requires_grad
+
+
+def test_data_is_untracked_shared_and_assignable():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    w.data = w.data - 0.5 * w.grad  # the manual update of PyTorch tutorials
+    assert w.requires_grad and w.is_leaf
+    np.testing.assert_array_equal(w.detach().numpy(), [0.0, 0.0])
+    w.data.add_(1.0)
+    np.testing.assert_array_equal(w.detach().numpy(), [1.0, 1.0])
+
+
+def test_retain_grad_on_a_non_leaf():
+    x = tg.ones(3, requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    (y * y).sum().backward()
+    assert y.retains_grad
+    np.testing.assert_array_equal(y.grad.numpy(), [4.0, 4.0, 4.0])
+
+
+def test_non_leaf_grad_is_none_with_a_warning():
+    x = tg.ones(3, requires_grad=True)
+    y = x * 2
+    y.sum().backward()
+    with pytest.warns(UserWarning, match="not a leaf Tensor"):
+        assert y.grad is None
+
+
+def test_hooks_see_and_may_replace_the_gradient():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    h = x.register_hook(lambda g: seen.append(g.numpy().copy()))
+    y = x * 3
+    y.register_hook(lambda g: g * 10)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [30.0, 30.0])
+    np.testing.assert_array_equal(seen[0], [30.0, 30.0])
+    h.remove()
+    (x * 1).sum().backward()
+    assert len(seen) == 1
+
+
+def test_gradient_of_a_value_used_several_times_is_summed():
+    x = tg.tensor(2.0, requires_grad=True)
+    y = x * x + x * 3 + x
+    y.backward()
+    assert x.grad.item() == 2 * 2 + 3 + 1
+
+
+def test_broadcast_gradients_are_summed_to_the_input_shape():
+    a = tg.ones(3, 1, requires_grad=True)
+    b = tg.ones(4, requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.shape == (3, 1) and b.grad.shape == (4,)
+    np.testing.assert_array_equal(b.grad.numpy(), [3.0] * 4)
+
+
+def test_promoted_operand_gets_a_gradient_of_its_own_dtype():
+    a = tg.ones(2, requires_grad=True)  # float32
+    b = tg.ones(2, dtype=tg.float64, requires_grad=True)
+    out = a * b
+    assert out.dtype is tg.float64
+    out.sum().backward()
+    assert a.grad.dtype is tg.float32 and b.grad.dtype is tg.float64
+
+
+def test_norm_gradient_at_the_origin_is_zero_as_in_pytorch():
+    x = tg.zeros(3, requires_grad=True)
+    x.norm().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 0.0])
+
+
+def test_relu_gradient_at_zero_is_zero_and_maximum_splits_ties():
+    x = tg.tensor([0.0, 1.0], requires_grad=True)
+    x.relu().sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0])
+    a, b = tg.tensor(1.0, requires_grad=True), tg.tensor(1.0, requires_grad=True)
+    tg.maximum(a, b).backward()
+    assert a.grad.item() == 0.5 and b.grad.item() == 0.5
+
+
+def test_max_with_dim_sends_the_gradient_to_one_index_max_spreads_over_ties():
+    x = tg.tensor([[1.0, 3.0, 3.0]], requires_grad=True)
+    x.max(dim=1).values.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 1.0, 0.0]])
+    x.grad = None
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 0.5, 0.5]])
+
+
+def test_in_place_on_a_non_leaf_is_recorded():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    b = x * 1
+    b.mul_(3)
+    b += 1
+    assert b.grad_fn.name() == "AddBackward0" and b._version == 2
+    b.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_in_place_with_an_operand_that_requires_grad():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    w = tg.tensor([5.0, 7.0], requires_grad=True)
+    b = x * 2
+    b.mul_(w)  # d/dw needs b's value before the write
+    b.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [10.0, 14.0])
+
+
+def test_setitem_on_a_non_leaf_records_copy_slices():
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    b = x * 2
+    b[0] = 10.0
+    assert b.grad_fn.name() == "CopySlices"
+    b.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
+
+
+def test_setitem_of_a_value_that_requires_grad_into_a_plain_tensor():
+    buf = tg.zeros(3)
+    v = tg.tensor(2.0, requires_grad=True)
+    buf[1] = v
+    assert buf.requires_grad and not buf.is_leaf
+    (buf * buf).sum().backward()
+    assert v.grad.item() == 4.0
+
+
+def test_in_place_under_no_grad_on_a_leaf_is_allowed_and_bumps_the_version():
+    w = tg.ones(2, requires_grad=True)
+    with tg.no_grad():
+        w.sub_(0.5)
+        w *= 2
+    assert w._version == 2 and w.is_leaf and w.requires_grad
+    np.testing.assert_array_equal(w.detach().numpy(), [1.0, 1.0])
+
+
+def test_in_place_ops_values():
+    x = tg.tensor([1.0, -2.0, 3.0])
+    x.add_(1).mul_(2).sub_(1, alpha=2).div_(2)
+    np.testing.assert_array_equal(x.numpy(), [1.0, -2.0, 3.0])
+    x.clamp_(-1, 1)
+    np.testing.assert_array_equal(x.numpy(), [1.0, -1.0, 1.0])
+    x.fill_(7)
+    np.testing.assert_array_equal(x.numpy(), [7.0] * 3)
+    x.copy_(tg.tensor([1, 2, 3]))
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
+    x.zero_()
+    np.testing.assert_array_equal(x.numpy(), [0.0] * 3)
+    y = tg.zeros(2, 3)
+    y.copy_(tg.tensor([1.0, 2.0, 3.0]))  # broadcast source
+    np.testing.assert_array_equal(y.numpy(), [[1, 2, 3], [1, 2, 3]])
+
+
+def test_zero_on_a_non_leaf_keeps_it_in_the_graph_with_zero_gradient():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y.zero_()
+    assert y.requires_grad
+    (y + x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
+
+
+def test_views_share_the_version_counter_of_their_base():
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 1
+    v = y[1:]
+    with tg.no_grad():
+        y.add_(1)
+    assert v._version == y._version == 1
+
+
+
+
+def test_python_classic_net_update_styles_agree():
+    """Manual `.data` update, autograd.grad, and hand-written SGD on the same tiny linear model agree."""
+    tg.manual_seed(0)
+    x, y = tg.randn(8, 3), tg.randn(8, 1)
+    w0 = tg.randn(3, 1)
+    results = []
+    for style in ("data", "grad"):
+        w = w0.clone().requires_grad_()
+        for _ in range(3):
+            loss = ((x @ w - y) ** 2).mean()
+            if style == "data":
+                w.grad = None
+                loss.backward()
+                w.data = w.data - 0.1 * w.grad
+            else:
+                (g,) = tg.autograd.grad(loss, [w])
+                with tg.no_grad():
+                    w -= 0.1 * g
+        results.append(w.detach().numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    x = tg.randn(3, dtype=tg.float64, requires_grad=True)
+    with pytest.raises(AssertionError, match="Jacobian mismatch"):
+        tg.autograd.gradcheck(lambda t: t.detach() * t, (x,))  # autograd misses d/dt through detach
