@@ -98,6 +98,8 @@ ERRORS = [
      "index 3 is out of bounds for dimension 0 with size 3"),
     ("setitem_shape", lambda: tg.ones(3, 2).__setitem__(slice(None), tg.ones(3)), RuntimeError,
      "index_put: shape mismatch: value tensor of shape [3] cannot be broadcast to indexing result of shape [3, 2]"),
+    ("setitem_int_and_array_with_grad", lambda: (_leaf() * 1).reshape(1, 2).__setitem__((0, tg.tensor([1])), 5.0),
+     RuntimeError, "setitem: an index mixing integers and index tensors is not supported while recording gradients"),
     ("index_float", lambda: tg.ones(3)[tg.tensor([0.0])], IndexError,
      "tensors used as indices must be long, int or bool tensors (got tracegrad.float32)"),
     ("grad_unused", lambda: tg.autograd.grad((_leaf() * 2).sum(), [_leaf()]), RuntimeError,

@@ -1,7 +1,7 @@
 """Every op of the op table, in eager mode: forward against numpy, gradients against central differences."""
 import numpy as np
 import pytest
-from op_table import CASES, make_inputs, variants
+from op_table import make_inputs, variants
 
 import tracegrad as tg
 import tracegrad._tensor

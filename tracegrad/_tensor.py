@@ -17,6 +17,7 @@ import weakref
 import numpy as np
 
 from . import dtypes
+from .autograd import node as _node_module
 from .autograd.grad_mode import STATE as _GRAD
 from .autograd.node import AccumulateGrad, Node, RemovableHandle
 from .ops.registry import AbstractValue, Kind
@@ -256,9 +257,13 @@ class Tensor:
         return self._data.tolist()
 
     def __float__(self):
+        if self._data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return float(self.item())
 
     def __int__(self):
+        if self._data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return int(self.item())
 
     def __index__(self):
@@ -294,10 +299,14 @@ class Tensor:
         return t
 
 
+_node_module.Tensor, _node_module._NP_TO_DTYPE = Tensor, _NP_TO_DTYPE
+
+
 def _rebuild(data, requires_grad):
     return Tensor._make(data, requires_grad)
 
 
+_MOVEMENT = Kind.MOVEMENT
 # Set by the test suite: every op's shape/dtype rule is checked against its numpy forward.
 CHECK_RULES = False
 OPS_SEEN: set = set()
@@ -310,7 +319,7 @@ def apply(op, *inputs, **params) -> Tensor:
     """
     arrays = [t._data for t in inputs]
     try:
-        out = op.forward(*arrays, **params)
+        out = op.forward(*arrays, **params) if params else op.forward(*arrays)
     except Exception as e:  # numpy's error: ask the op's shape rule for the user-facing one
         raise _op_error(op, inputs, params, e) from None
     if type(out) is not np.ndarray:
@@ -318,7 +327,7 @@ def apply(op, *inputs, **params) -> Tensor:
     res = Tensor._make(out)
     if CHECK_RULES:
         _check_rule(op, inputs, params, res)
-    if op.kind is Kind.MOVEMENT and out.base is not None:
+    if out.base is not None and op.kind is _MOVEMENT:
         src = arrays[0]
         if out.base is src or (src.base is not None and out.base is src.base):
             res._base = inputs[0]._base if inputs[0]._base is not None else inputs[0]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import dtypes
-from .random import default_generator
 from ._tensor import Tensor
+from .random import default_generator
 
 
 def _to_array(data, dtype=None) -> np.ndarray:

@@ -59,7 +59,7 @@ def walkthrough(out=print) -> None:
     out(f"y = x * 2**{steps + 1} =", y)
     v = torch.tensor([0.1, 1.0, 0.0001], dtype=torch.float32)
     y.backward(v)  # y is not a scalar: backward needs the vector of the vector-Jacobian product
-    out("y.backward(v) gives x.grad = v * 2**%d =" % (steps + 1), x.grad)
+    out(f"y.backward(v) gives x.grad = v * 2**{steps + 1} =", x.grad)
 
     out("\n== 5. no_grad, detach, and gradients of gradients ==")
     with torch.no_grad():

@@ -1,5 +1,11 @@
-"""`repr` of tensors in PyTorch's format: ``tensor([1.5000, 1.5000], requires_grad=True)``."""
+"""`repr` of tensors in PyTorch's format: ``tensor([1.5000, 1.5000], requires_grad=True)``.
+
+Follows PyTorch's `_tensor_str`: one width for every element (set by the non-zero finite values of
+floating tensors), fixed or scientific notation, summaries past 1000 elements, lines of 80 columns.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -8,43 +14,76 @@ from . import dtypes
 THRESHOLD, EDGEITEMS, LINEWIDTH = 1000, 3, 80
 
 
-def _float_formatter(data: np.ndarray):
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        return str
-    nonzero = np.abs(finite[finite != 0])
-    wide = nonzero.size and (nonzero.max() / nonzero.min() > 1000.0 or nonzero.max() > 1e8)
-    if np.all(finite == np.round(finite)):  # PyTorch's "int mode": 1., 2.
-        return (lambda v: f"{v:.4e}") if wide else (lambda v: f"{v:.0f}.")
-    if wide or (nonzero.size and nonzero.min() < 1e-4):
-        return lambda v: f"{v:.4e}"
-    return lambda v: f"{v:.4f}"
-
-
-def _shown(data: np.ndarray) -> np.ndarray:
-    """The elements a summarized printout shows (edge items only, past the threshold)."""
-    if data.size <= THRESHOLD:
-        return data.ravel()
+def _summarized(data: np.ndarray) -> np.ndarray:
+    """The elements a summarized printout shows (edge items of every dim)."""
     for axis in range(data.ndim):
         if data.shape[axis] > 2 * EDGEITEMS:
+            n = data.shape[axis]
             data = np.concatenate([np.take(data, range(EDGEITEMS), axis),
-                                   np.take(data, range(data.shape[axis] - EDGEITEMS, data.shape[axis]), axis)], axis)
-    return data.ravel()
+                                   np.take(data, range(n - EDGEITEMS, n), axis)], axis)
+    return data
+
+
+class _Formatter:
+    def __init__(self, shown: np.ndarray):
+        self.floating = shown.dtype.kind == "f"
+        self.int_mode, self.sci = True, False
+        self.width = 1
+        if not self.floating:
+            self.width = max((len(self._plain(v)) for v in shown.ravel()), default=1)
+            return
+        values = shown[np.isfinite(shown) & (shown != 0)].astype(np.float64)
+        if values.size == 0:
+            return
+        self.int_mode = bool(np.all(values == np.ceil(values)))
+        big, small = np.abs(values).max(), np.abs(values).min()
+        self.sci = big / small > 1000.0 or big > 1.0e8 or (not self.int_mode and small < 1.0e-4)
+        self.width = max(len(self._float(v)) for v in values)
+
+    @staticmethod
+    def _plain(v):
+        return ("True" if v else "False") if isinstance(v, (bool, np.bool_)) else str(v)
+
+    def _float(self, v: float) -> str:
+        if not math.isfinite(v):
+            return str(v)
+        if self.sci:
+            return f"{v:.4e}"
+        return f"{v:.0f}." if self.int_mode else f"{v:.4f}"
+
+    def __call__(self, v) -> str:
+        s = self._float(float(v)) if self.floating else self._plain(v.item() if hasattr(v, "item") else v)
+        return s.rjust(self.width)
+
+
+def _vector(data, indent, summarize, fmt) -> str:
+    per_line = max(1, (LINEWIDTH - indent) // (fmt.width + 2))
+    if summarize and data.shape[0] > 2 * EDGEITEMS:
+        cells = [fmt(v) for v in data[:EDGEITEMS]] + [" ..."] + [fmt(v) for v in data[-EDGEITEMS:]]
+    else:
+        cells = [fmt(v) for v in data]
+    lines = [", ".join(cells[i:i + per_line]) for i in range(0, len(cells), per_line)]
+    return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+
+
+def _nested(data, indent, summarize, fmt) -> str:
+    if data.ndim == 0:
+        return fmt(data[()])
+    if data.ndim == 1:
+        return _vector(data, indent, summarize, fmt)
+    n = data.shape[0]
+    rows = range(n) if not (summarize and n > 2 * EDGEITEMS) else \
+        [*range(EDGEITEMS), None, *range(n - EDGEITEMS, n)]
+    parts = ["..." if i is None else _nested(data[i], indent + 1, summarize, fmt) for i in rows]
+    return "[" + ("," + "\n" * (data.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
 
 
 def format_data(data: np.ndarray, indent: int) -> str:
-    shown = _shown(data)
-    if data.dtype.kind == "f":
-        f = _float_formatter(shown)
-        cell = lambda v: f(float(v)) if np.isfinite(v) else str(float(v))
-        key = "float_kind"
-    elif data.dtype.kind == "b":
-        cell, key = (lambda v: "True" if v else "False"), "bool"
-    else:
-        cell, key = str, "int"
-    width = max((len(cell(v)) for v in shown), default=0)  # PyTorch right-aligns every element
-    return np.array2string(data, separator=", ", formatter={key: lambda v: cell(v).rjust(width)},
-                           threshold=THRESHOLD, edgeitems=EDGEITEMS, max_line_width=LINEWIDTH, prefix=" " * indent)
+    summarize = data.size > THRESHOLD
+    fmt = _Formatter(_summarized(data) if summarize else data)
+    if data.ndim == 0:
+        return fmt._float(float(data)) if fmt.floating else fmt._plain(data.item())
+    return _nested(data, indent, summarize, fmt)
 
 
 def tensor_repr(t) -> str:
@@ -54,8 +93,9 @@ def tensor_repr(t) -> str:
         body = f"[], size={tuple(data.shape)}"
     else:
         body = format_data(data, len("tensor("))
-    if t.dtype is not dtypes.get_default_dtype() and t.dtype not in (dtypes.int64, dtypes.bool_) or \
-            (data.size == 0 and t.dtype is not dtypes.get_default_dtype()):
+    implicit = (dtypes.get_default_dtype(),) if data.size == 0 else (dtypes.get_default_dtype(), dtypes.int64,
+                                                                      dtypes.bool_)
+    if t.dtype not in implicit:
         extras.append(f"dtype={t.dtype}")
     if t.grad_fn is not None:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")

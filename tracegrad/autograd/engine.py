@@ -130,7 +130,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if not retain_graph:
                 node.release()
     if inputs is not None:
-        for k, g in enumerate(captured):
+        for g in captured:
             if g is None and not allow_unused:
                 raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
                                    "Set allow_unused=True if this is the desired behavior.")

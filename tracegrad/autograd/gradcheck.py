@@ -72,8 +72,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
 
 def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) -> bool:
     """gradcheck of the vector-Jacobian product itself: second derivatives, through create_graph."""
-    from ..creation import randn
     from .._tensor import Tensor
+    from ..creation import randn
     from .engine import grad
     from .grad_mode import enable_grad
     inputs = tuple(inputs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.registry import AbstractValue
+from ..ops.registry import AbstractValue, Kind
 from ..ops.shapes import fmt
 
 
@@ -56,7 +56,6 @@ class AccumulateGrad(_GraphNode):
         self._pre_hooks = None
 
     def accumulate(self, grad, create_graph: bool):
-        from .._tensor import Tensor
         leaf = self.variable
         if leaf._grad is None:
             leaf._grad = grad if create_graph else Tensor._make(np.array(grad._data, copy=True))
@@ -66,7 +65,12 @@ class AccumulateGrad(_GraphNode):
             np.add(leaf._grad._data, grad._data, out=leaf._grad._data)
 
 
+# NOTE: _tensor.py imports this module, so it hands over these two names once Tensor exists.
+Tensor = None
+_NP_TO_DTYPE: dict = {}
 _RELEASED = object()
+_NO_EDGE = (None, 0)
+_ELEMENTWISE = Kind.ELEMENTWISE
 
 
 class Node(_GraphNode):
@@ -80,16 +84,22 @@ class Node(_GraphNode):
         self._pre_hooks = None
         self._retained = None
         self._name = op.backward_name
-        nexts = []
+        # NOTE: elementwise VJP rules read only their saved inputs, so their node keeps the shape and
+        # dtype of just the inputs that receive a gradient; other rules may also read unsaved shapes.
+        all_meta = op.kind is not _ELEMENTWISE
+        nexts, meta = [], []
         for t in inputs:
             if t._rg:
                 nexts.append((t.grad_fn if t.grad_fn is not None else t._accumulator(), 0))
+                meta.append((t._data.shape, t._data.dtype))
             else:
-                nexts.append((None, 0))
+                nexts.append(_NO_EDGE)
+                meta.append((t._data.shape, t._data.dtype) if all_meta else None)
         self.next_functions = tuple(nexts)
-        self._in_meta = [(t._data.shape, t._data.dtype) for t in inputs]
+        self._in_meta = meta
         # (input index, tensor, its version now, its grad_fn now: named in the error if it changes)
-        self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in op.saved_inputs]
+        self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in op.saved_inputs] \
+            if op.saved_inputs else ()
         if op.save_out:
             box = out._version_box()
             self._out = (out._data, box, box[0])
@@ -101,7 +111,6 @@ class Node(_GraphNode):
 
     def apply(self, grad):
         """Gradients for each input (None where not needed), each summed back to its input's shape."""
-        from .._tensor import Tensor, _NP_TO_DTYPE
         op = self.op
         if self._saved is _RELEASED:
             raise RuntimeError(
@@ -109,31 +118,30 @@ class Node(_GraphNode):
                 "have already been freed). Saved intermediate values of the graph are freed when you call "
                 ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the graph "
                 f"a second time or if you need to access saved tensors after calling backward. (node: {self._name})")
-        args = [None] * len(self._in_meta)
+        if op.kind is _ELEMENTWISE:
+            args = [None] * len(self._in_meta)
+        else:
+            args = [AbstractValue(shape, _NP_TO_DTYPE[dt]) for shape, dt in self._in_meta]
         for i, t, version, fn in self._saved:
             if t._vbox[0] != version:
                 raise RuntimeError(self._modified_message(t, fn, t._vbox[0], version))
             args[i] = t
-        for i, a in enumerate(args):
-            if a is None:
-                shape, dt = self._in_meta[i]
-                args[i] = AbstractValue(shape, _NP_TO_DTYPE[dt])
         out = None
         if self._out is not None:
             data, box, version = self._out
             if box[0] != version:
                 raise RuntimeError(self._modified_message(None, self, box[0], version, output=True))
             out = Tensor._make(data, True, self)
-        rules, variadic = op.vjp, op.arity is None
+        rules, variadic, params = op.vjp, op.arity is None, self.params
         grads = []
         for i, (nxt, _) in enumerate(self.next_functions):
             if nxt is None:
                 grads.append(None)
                 continue
             if variadic:
-                g = rules[0](grad, out, *args, i=i, **self.params)
+                g = rules[0](grad, out, *args, i=i, **params)
             else:
-                g = rules[i](grad, out, *args, **self.params)
+                g = rules[i](grad, out, *args, **params)
             shape, dt = self._in_meta[i]
             if g._data.shape != shape:
                 g = sum_to(g, shape)

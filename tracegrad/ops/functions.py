@@ -18,11 +18,11 @@ from collections import namedtuple
 import numpy as np
 
 from .. import dtypes
+from .._tensor import Tensor, apply
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
 from ..autograd.node import Node
 from ..dtypes import result_type
-from .._tensor import Tensor, apply
 from . import primitives as P
 from .registry import REGISTRY
 from .shapes import fmt, normalize_dim, normalize_dims
@@ -38,19 +38,36 @@ def _named(t: Tensor, name: str) -> Tensor:
     return t
 
 
-def _const(value, dtype) -> Tensor:
-    return Tensor._make(np.array(value, dtype.np))
+_CONSTANTS: dict = {}
+
+
+def _const(value, np_dtype) -> Tensor:
+    """A Python number as a 0-dim tensor operand; cached, since `x * 0.5` in a loop repeats the same one.
+
+    These tensors are internal (graph inputs that never require grad) and are never written to.
+    """
+    key = (type(value), value, np_dtype)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if len(_CONSTANTS) > 4096:
+            _CONSTANTS.clear()
+        t = _CONSTANTS[key] = Tensor._make(np.array(value, np_dtype))
+    return t
 
 
 def _operand(x, dtype) -> Tensor:
     if isinstance(x, Tensor):
         return x if x._data.dtype == dtype.np else cast(x, dtype)
-    return Tensor._make(np.array(x, dtype.np))
+    return _const(x, dtype.np)
 
 
 def _binary(op, a, b) -> Tensor:
-    if type(a) is Tensor and type(b) is Tensor and a._data.dtype is b._data.dtype:
-        return apply(op, a, b)
+    if type(a) is Tensor:
+        if type(b) is Tensor:
+            if a._data.dtype is b._data.dtype:
+                return apply(op, a, b)
+        elif (type(b) is float and a._data.dtype.kind == "f") or (type(b) is int and a._data.dtype.kind in "fi"):
+            return apply(op, a, _const(b, a._data.dtype))  # fast path of PyTorch's rule: the tensor's dtype wins
     dt = result_type(a, b)
     return apply(op, _operand(a, dt), _operand(b, dt))
 
@@ -123,16 +140,14 @@ def add(a, b, alpha=1):
 def sub(a, b, alpha=1):
     if alpha != 1:
         b = mul(b, alpha)
-    if isinstance(b, Tensor):
-        if b.dtype is dtypes.bool_ and (not isinstance(a, Tensor) or a.dtype is dtypes.bool_):
-            raise RuntimeError("sub: Subtraction, the `-` operator, with two bool tensors is not supported. "
-                               "Use the `^` or `logical_xor()` operator instead.")
-        return _named(add(a, neg(b)), "SubBackward0")
-    return _named(add(a, -b), "SubBackward0")  # negating a Python number is exact
+    if isinstance(b, Tensor) and b.dtype is dtypes.bool_ and (not isinstance(a, Tensor) or a.dtype is dtypes.bool_):
+        raise RuntimeError("sub: Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    return _binary(P.sub, a, b)
 
 
 def rsub(a, b):
-    return _named(add(neg(a), b), "RsubBackward1")
+    return _named(sub(b, a), "RsubBackward1")
 
 
 def mul(a, b):
@@ -211,9 +226,7 @@ def square(x: Tensor) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    # NOTE: where(x > 0, x, 0), not maximum(x, 0): maximum splits the gradient at x == 0 (0.5), while
-    # PyTorch's relu gives 0 there.
-    return _named(where(gt(x, 0), x, 0), "ReluBackward0")
+    return apply(P.relu, x)
 
 
 def maximum(a, b):
@@ -324,7 +337,7 @@ def bitwise_not(x):
         return logical_not(x)
     if x.is_floating_point():
         raise TypeError(f"bitwise_not: not implemented for floating tensors ({x.dtype}); use bool or int64")
-    return _named(sub(neg(x), 1), "BitwiseNotBackward0")
+    return sub(neg(x), 1)
 
 
 def isnan(x):
@@ -406,6 +419,16 @@ def amax(x: Tensor, dim=None, keepdim=False):
 def amin(x: Tensor, dim=None, keepdim=False):
     return _named(neg(amax(_flip_for_argmin(x), dim, keepdim)) if x._data.dtype != np.bool_
                   else logical_not(amax(logical_not(x), dim, keepdim)), "AminBackward0")
+
+
+def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+    """Whether every element (along `dim`) is nonzero, as a bool tensor."""
+    return amin(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
+
+
+def any(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+    """Whether some element (along `dim`) is nonzero, as a bool tensor."""
+    return amax(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
 
 
 def argmax(x: Tensor, dim=None, keepdim=False):
@@ -665,6 +688,8 @@ def _index_part(i):
     if isinstance(i, (list, np.ndarray)):
         arr = np.asarray(i)
         return arr if arr.dtype.kind in "bi" or arr.size == 0 else _bad_index(arr)
+    if isinstance(i, slice) and i.step is not None and i.step <= 0:
+        raise ValueError("index: step must be greater than zero")
     if i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)):
         return i
     raise IndexError(f"index: only integers, slices (`:`), ellipsis (`...`), None and long or bool tensors are "
@@ -682,12 +707,42 @@ def normalize_index(index) -> tuple:
     return tuple(_index_part(i) for i in index)
 
 
+def pytorch_index_steps(index: tuple, ndim: int):
+    """Split an index mixing ints and index arrays into (basic part, advanced part), or None.
+
+    NOTE: numpy counts ints as advanced indices, so in x[1, :2, idx] it moves idx's dims first;
+    PyTorch selects with the int first and then indexes. Two steps give PyTorch's layout.
+    """
+    has_int = builtins.any(isinstance(i, (int, np.integer)) for i in index)
+    if not (has_int and builtins.any(isinstance(i, np.ndarray) for i in index)):
+        return None
+    used = builtins.sum(i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
+                        for i in index if i is not None and i is not Ellipsis)
+    full = []
+    for i in index:
+        full.extend([slice(None)] * (ndim - used) if i is Ellipsis else [i])
+    basic, advanced = [], []
+    for i in full:
+        if isinstance(i, np.ndarray):
+            basic.extend([slice(None)] * (i.ndim if i.dtype == np.bool_ else 1))
+            advanced.append(i)
+        elif isinstance(i, (int, np.integer)):
+            basic.append(i)
+        else:
+            basic.append(i)
+            advanced.append(slice(None))
+    return tuple(basic), tuple(advanced)
+
+
 def getitem(x: Tensor, index) -> Tensor:
     index = normalize_index(index)
+    steps = pytorch_index_steps(index, x.ndim)
+    if steps is not None:
+        return apply(P.getitem, apply(P.getitem, x, index=steps[0]), index=steps[1])
     out = apply(P.getitem, x, index=index)
-    if any(isinstance(i, np.ndarray) for i in index):
+    if builtins.any(isinstance(i, np.ndarray) for i in index):
         return out
-    return _named(out, "SliceBackward0" if any(isinstance(i, slice) for i in index) else "SelectBackward0")
+    return _named(out, "SliceBackward0" if builtins.any(isinstance(i, slice) for i in index) else "SelectBackward0")
 
 
 def index_add(g: Tensor, shape, index) -> Tensor:
@@ -811,12 +866,16 @@ def masked_fill_(x, mask, value):
 def setitem(x: Tensor, index, value) -> None:
     """`x[index] = value`: a direct write, or on a tensor in the graph an in-place `index_put`."""
     index = normalize_index(index)
+    steps = pytorch_index_steps(index, x.ndim)
     if not (_GRAD.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))):
         v = value._data if isinstance(value, Tensor) else value
         if not x._data.flags.writeable:
             raise RuntimeError("setitem: cannot write into an expanded tensor; clone() it first")
         try:
-            x._data[index] = v
+            if steps is not None:
+                x._data[steps[0]][steps[1]] = v  # the basic step is a view: the write lands in x
+            else:
+                x._data[index] = v
         except IndexError as e:
             raise IndexError(f"index: {str(e).replace('axis', 'dimension')} (tensor of shape {fmt(x.shape)})") \
                 from None
@@ -825,6 +884,9 @@ def setitem(x: Tensor, index, value) -> None:
             raise RuntimeError(f"setitem: {e}") from None
         x._version_box()[0] += 1
         return
+    if steps is not None:
+        raise RuntimeError("setitem: an index mixing integers and index tensors is not supported while recording "
+                           "gradients; index in two steps instead, e.g. y = x[1] then y[:2, idx] = value")
     _inplace(x, "setitem", lambda t, v: index_put(t, v, index), value)
 
 
@@ -832,7 +894,7 @@ def setitem(x: Tensor, index, value) -> None:
 _METHODS = """add sub mul div floor_divide remainder pow neg abs sign exp log sqrt rsqrt tanh sigmoid sin cos
 square relu maximum minimum clamp clip matmul mm eq ne lt le gt ge greater greater_equal less less_equal not_equal
 bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xor logical_not isnan
-sum mean max min amax amin argmax argmin var std norm logsumexp softmax log_softmax
+sum mean max min amax amin all any argmax argmin var std norm logsumexp softmax log_softmax
 reshape view view_as reshape_as permute transpose swapaxes t squeeze unsqueeze flatten unflatten expand expand_as
 broadcast_to split chunk unbind select masked_fill to type_as double long clone contiguous
 add_ sub_ mul_ div_ pow_ neg_ exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
@@ -856,9 +918,10 @@ def _bind_methods():
     Tensor.__rmatmul__ = lambda x, other: matmul(_tensor(other), x)
     for name, fn in {"iadd": add_, "isub": sub_, "imul": mul_, "itruediv": div_}.items():
         setattr(Tensor, f"__{name}__", fn)
+    numbers = (Tensor, int, float, bool, np.number)
     for name, fn in {"eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge}.items():
-        setattr(Tensor, f"__{name}__", (lambda f: lambda x, other: f(x, other)
-                                        if isinstance(other, (Tensor, int, float, bool, np.number)) else NotImplemented)(fn))
+        setattr(Tensor, f"__{name}__",
+                (lambda f: lambda x, other: f(x, other) if isinstance(other, numbers) else NotImplemented)(fn))
     Tensor.__neg__, Tensor.__pos__, Tensor.__abs__, Tensor.__invert__ = neg, lambda x: x, abs, bitwise_not
 
 
