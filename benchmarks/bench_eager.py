@@ -14,7 +14,10 @@ Nothing here asserts speed; it only prints a table.
 Run from the repository root:  python benchmarks/bench_eager.py [--quick]
 """
 import argparse
+import importlib.util
+import json
 import statistics
+import subprocess
 import sys
 import time
 
@@ -22,10 +25,9 @@ import numpy as np
 
 import tracegrad as tg
 
-try:
-    import torch
-except ImportError:
-    torch = None
+# NOTE: PyTorch is timed in a child process: in one process its OpenMP threads and numpy's OpenBLAS
+# threads fight over the 2 cores and stretch matmul-heavy steps by 10x, whichever runs second.
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 K = 100  # elementwise ops in the per-op chain
 
@@ -96,7 +98,37 @@ def us(v, width=9, prec=1):
     return f"{v:{width}.{prec}f} us" if v is not None else f"{'-':>{width + 3}}"
 
 
+def torch_worker(n_tiny, n_mid, warm):
+    """Time the two workloads in PyTorch eager (run as a child process); print one JSON line."""
+    import torch
+    rng = np.random.default_rng(0)
+    x0 = np.linspace(-1, 1, 16).astype(np.float32)
+    x = rng.standard_normal((256, 512), dtype=np.float32)
+    w1 = (rng.standard_normal((512, 512)) / np.sqrt(512)).astype(np.float32)
+    w2 = (rng.standard_normal((512, 10)) / np.sqrt(512)).astype(np.float32)
+    tx = torch.from_numpy(x0.copy()).requires_grad_(True)
+    txm = torch.from_numpy(x.copy())
+    tw1, tw2 = (torch.from_numpy(w.copy()).requires_grad_(True) for w in (w1, w2))
+
+    def torch_tiny():
+        tx.grad = None
+        chain(tx).backward()
+
+    def torch_mid():
+        tw1.grad = tw2.grad = None
+        program(txm, tw1, tw2).backward()
+
+    torch_tiny()
+    torch_mid()
+    check("torch per-op", [tx.grad.numpy()], [chain_np(x0)])
+    check("torch mid-size", [tw1.grad.numpy(), tw2.grad.numpy()], program_np(x, w1, w2))
+    print(json.dumps({"tiny": bench(torch_tiny, n_tiny, warm), "mid": bench(torch_mid, n_mid, warm),
+                      "versions": f"torch {torch.__version__} (get_num_threads={torch.get_num_threads()})"}))
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--torch-worker":
+        return torch_worker(*map(int, sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~20/5 timed calls instead of 200/50")
     args = ap.parse_args()
@@ -131,30 +163,18 @@ def main():
     check("tracegrad mid-size", [gw1.grad.numpy(), gw2.grad.numpy()], want)
     rows["mid"] = [bench(tg_mid, n_mid, warm), None, bench(lambda: program_np(x, w1, w2), n_mid, warm)]
 
-    if torch is not None:
-        tx = torch.from_numpy(x0.copy()).requires_grad_(True)
-        txm = torch.from_numpy(x.copy())
-        tw1, tw2 = (torch.from_numpy(w.copy()).requires_grad_(True) for w in (w1, w2))
-
-        def torch_tiny():
-            tx.grad = None
-            chain(tx).backward()
-
-        def torch_mid():
-            tw1.grad = tw2.grad = None
-            program(txm, tw1, tw2).backward()
-
-        torch_tiny()
-        torch_mid()
-        check("torch per-op", [tx.grad.numpy()], [chain_np(x0)])
-        check("torch mid-size", [tw1.grad.numpy(), tw2.grad.numpy()], want)
-        rows["tiny"][1] = bench(torch_tiny, n_tiny, warm)
-        rows["mid"][1] = bench(torch_mid, n_mid, warm)
+    if HAVE_TORCH:
+        out = subprocess.run([sys.executable, __file__, "--torch-worker", str(n_tiny), str(n_mid), str(warm)],
+                             capture_output=True, text=True, check=True).stdout
+        measured = json.loads(out.strip().splitlines()[-1])
+        rows["tiny"][1], rows["mid"][1] = measured["tiny"], measured["mid"]
+        versions = measured["versions"]
+    else:
+        versions = "torch missing"
 
     # ---- report
-    threads = torch.get_num_threads() if torch is not None else "-"
-    print(f"numpy {np.__version__}, torch {torch.__version__ if torch else 'missing'} (get_num_threads={threads}), "
-          f"{n_tiny}/{n_mid} timed calls after {warm} warm-up, median")
+    print(f"numpy {np.__version__}, {versions}, {n_tiny}/{n_mid} timed calls after {warm} warm-up, median "
+          f"(torch timed in its own process)")
     print(f"{'workload':<30}{'tracegrad':>12}{'torch-eager':>15}{'numpy-by-hand':>16}{'tracegrad/torch':>18}")
     labels = {"tiny": f"per-op ({K} ops fwd+bwd)", "mid": "mid-size (2 matmul + 10 ew)"}
     for key, (t_tg, t_th, t_np) in rows.items():
