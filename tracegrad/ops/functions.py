@@ -158,9 +158,9 @@ def div(a, b, rounding_mode=None):
     if rounding_mode == "floor":
         return floor_divide(a, b)
     if rounding_mode == "trunc":
-        q = div(a, b)
-        return where(q < 0, neg(floor_divide(neg(a), b)), floor_divide(a, b)) if not q.is_floating_point() \
-            else _trunc(q)
+        # floor rounds toward -inf, trunc toward zero: they differ by one where the quotient is negative
+        q = floor_divide(a, b)
+        return where(logical_and(lt(q, 0), ne(remainder(a, b), 0)), add(q, 1), q)
     if rounding_mode is not None:
         raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
                          f"'{rounding_mode}'")
@@ -168,11 +168,6 @@ def div(a, b, rounding_mode=None):
     if not dt.is_floating_point:  # true division of integers gives the default float dtype
         dt = dtypes.get_default_dtype()
     return apply(P.div, _operand(a, dt), _operand(b, dt))
-
-
-def _trunc(q):
-    with no_grad():
-        return where(q < 0, neg(floor_divide(neg(q), 1)), floor_divide(q, 1))
 
 
 def floor_divide(a, b):
