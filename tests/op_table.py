@@ -5,6 +5,7 @@ very same line runs in both; `ref(*arrays)` is the numpy reference. A new op is 
 """
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,13 @@ CASES = [
     Case("relu", lambda m, x: x.relu(), lambda x: np.maximum(x, 0), UNARY, domain="away"),
     Case("relu_fn", lambda m, x: m.relu(x), lambda x: np.maximum(x, 0), UNARY[:1], domain="away"),
     Case("abs", lambda m, x: x.abs(), np.abs, UNARY, domain="away"),
+    Case("erf", lambda m, x: m.erf(x), lambda x: np.vectorize(math.erf)(x), UNARY),
+    Case("addcmul", lambda m, x, a, b: m.addcmul(x, a, b, value=0.5), lambda x, a, b: x + 0.5 * a * b,
+         [(S, S, (4,))]),
+    Case("addcdiv", lambda m, x, a, b: m.addcdiv(x, a, b, value=-2.0), lambda x, a, b: x - 2.0 * a / b,
+         [(S, S, S)], domain="away"),
+    Case("lerp", lambda m, a, b: m.lerp(a, b, 0.3), lambda a, b: a + 0.3 * (b - a), [(S, S)]),
+    Case("lerp_high", lambda m, a, b: m.lerp(a, b, 0.9), lambda a, b: b - (b - a) * (1 - 0.9), [(S, S)]),
     Case("sin", lambda m, x: x.sin(), np.sin, UNARY),
     Case("cos", lambda m, x: m.cos(x), np.cos, UNARY),
     Case("square", lambda m, x: m.square(x), np.square, UNARY[:2]),

@@ -108,7 +108,7 @@ def result_type(*operands) -> DType:
     dim = zero = wrapped = None
     for o in operands:
         d = getattr(o, "dtype", None)
-        if d is not None:
+        if isinstance(d, DType):  # a tensor (numpy scalars have a numpy dtype: they count as Python numbers)
             if o.ndim:
                 dim = d if dim is None else promote_types(dim, d)
             else:

@@ -25,7 +25,7 @@ from ..autograd.node import Node
 from ..dtypes import result_type
 from . import primitives as P
 from .registry import REGISTRY
-from .shapes import fmt, normalize_dim, normalize_dims
+from .shapes import broadcastable_to, fmt, normalize_dim, normalize_dims
 
 max_result = namedtuple("max", ["values", "indices"])
 min_result = namedtuple("min", ["values", "indices"])
@@ -62,8 +62,8 @@ def _operand(x, dtype) -> Tensor:
 
 
 def _binary(op, a, b) -> Tensor:
-    if type(a) is Tensor:
-        if type(b) is Tensor:
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
             if a._data.dtype is b._data.dtype:
                 return apply(op, a, b)
         elif (type(b) is float and a._data.dtype.kind == "f") or (type(b) is int and a._data.dtype.kind in "fi"):
@@ -200,8 +200,8 @@ def _unary(op):
     return fn
 
 
-exp, log, sqrt, tanh, sigmoid, sin, cos = (_unary(op) for op in (P.exp, P.log, P.sqrt, P.tanh, P.sigmoid,
-                                                                 P.sin, P.cos))
+exp, log, sqrt, tanh, sigmoid, sin, cos, erf = (_unary(op) for op in (P.exp, P.log, P.sqrt, P.tanh, P.sigmoid,
+                                                                      P.sin, P.cos, P.erf))
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
@@ -798,20 +798,73 @@ def _copy(t, src):
     return where(Tensor._make(np.ones((), np.bool_)), expand(to(src, t.dtype), t.shape), t)
 
 
+def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
+    """`x op= other`. Outside the graph numpy writes straight into x's storage (no temporary):
+    this is the path optimizer updates take under no_grad."""
+    other_is_tensor = isinstance(other, Tensor)
+    if not (_GRAD.enabled and (x._rg or (other_is_tensor and other._rg))):
+        o = other._data if other_is_tensor else other
+        dt = result_type(x, other)
+        if dt.category <= x.dtype.category and x._data.flags.writeable and \
+                (not other_is_tensor or broadcastable_to(o.shape, x._data.shape)):
+            op.forward(x._data, o, out=x._data)
+            x._version_box()[0] += 1
+            return x
+    fn = div if op is P.div else (lambda t, o: _binary(op, t, o))
+    return _inplace(x, name, fn, other)
+
+
 def add_(x, other, alpha=1):
-    return _inplace(x, "add_", lambda t, o: add(t, o, alpha=alpha), other)
+    return _inplace_arith(x, "add_", P.add, other if alpha == 1 else mul(other, alpha))
 
 
 def sub_(x, other, alpha=1):
-    return _inplace(x, "sub_", lambda t, o: sub(t, o, alpha=alpha), other)
+    return _inplace_arith(x, "sub_", P.sub, other if alpha == 1 else mul(other, alpha))
 
 
 def mul_(x, other):
-    return _inplace(x, "mul_", mul, other)
+    return _inplace_arith(x, "mul_", P.mul, other)
 
 
 def div_(x, other):
-    return _inplace(x, "div_", div, other)
+    return _inplace_arith(x, "div_", P.div, other)
+
+
+def addcmul(x, tensor1, tensor2, value=1):
+    """x + value * tensor1 * tensor2 (evaluated in PyTorch's order)."""
+    return _named(add(x, mul(mul(tensor1, value), tensor2)), "AddcmulBackward0")
+
+
+def addcdiv(x, tensor1, tensor2, value=1):
+    """x + value * tensor1 / tensor2 (evaluated in PyTorch's order)."""
+    return _named(add(x, div(mul(tensor1, value), tensor2)), "AddcdivBackward0")
+
+
+def addcmul_(x, tensor1, tensor2, value=1):
+    return add_(x, mul(mul(tensor1, value), tensor2))
+
+
+def addcdiv_(x, tensor1, tensor2, value=1):
+    return add_(x, div(mul(tensor1, value), tensor2))
+
+
+def lerp(x, end, weight):
+    """x + weight * (end - x), with PyTorch's two-sided formula for accuracy near weight = 1."""
+    diff = sub(end, x)
+    if isinstance(weight, Tensor):
+        return _named(where(lt(abs(weight), 0.5), add(x, mul(weight, diff)), sub(end, mul(diff, sub(1, weight)))),
+                      "LerpBackward1")
+    return _named(add(x, mul(diff, weight)) if weight < 0.5 else sub(end, mul(diff, 1 - weight)), "LerpBackward0")
+
+
+def lerp_(x, end, weight):
+    if not isinstance(weight, Tensor) and weight < 0.5:
+        return add_(x, mul(sub(end, x), weight))
+    return copy_(x, lerp(x, end, weight))
+
+
+def sqrt_(x):
+    return _inplace(x, "sqrt_", sqrt)
 
 
 def pow_(x, other):
@@ -892,7 +945,8 @@ bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xo
 sum mean max min amax amin all any argmax argmin var std norm logsumexp softmax log_softmax
 reshape view view_as reshape_as permute transpose swapaxes t squeeze unsqueeze flatten unflatten expand expand_as
 broadcast_to split chunk unbind select masked_fill to type_as double long clone contiguous
-add_ sub_ mul_ div_ pow_ neg_ exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
+add_ sub_ mul_ div_ pow_ neg_ addcmul addcdiv addcmul_ addcdiv_ lerp lerp_ sqrt_ erf
+exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
 
 
 def _bind_methods():

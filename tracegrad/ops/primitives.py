@@ -7,6 +7,8 @@ Everything else (sub, relu, softmax, var, ...) is composed from these in `functi
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -63,6 +65,25 @@ sigmoid = _unary("sigmoid", lambda x: np.reciprocal(1 + np.exp(-x)), "(1.0 / (1.
 # as in PyTorch (maximum(x, 0) as a composite would split it in half there).
 relu = _unary("relu", lambda x: np.maximum(x, 0), "({0} if not {0} <= 0 else 0.0)",
               (lambda g, out, x: g * (out > 0).to(g.dtype),), ("out",))
+
+
+def _erf(x):
+    # NOTE: numpy has no erf; a numba ufunc over libm's erf is exact and vectorized. Built on first
+    # use (numba's import and compile cost ~1 s), then cached on disk by numba.
+    global _erf_ufunc
+    if _erf_ufunc is None:
+        import numba
+
+        @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+        def erf_ufunc(v):
+            return math.erf(v)
+        _erf_ufunc = erf_ufunc
+    return _erf_ufunc(x)
+
+
+_erf_ufunc = None
+erf = _unary("erf", _erf, "math.erf({0})",
+             (lambda g, out, x: g * (2 / math.sqrt(math.pi)) * (-(x * x)).exp(),), (0,))
 sin = _unary("sin", np.sin, "math.sin({0})", (lambda g, out, x: g * x.cos(),), (0,))
 cos = _unary("cos", np.cos, "math.cos({0})", (lambda g, out, x: -g * x.sin(),), (0,))
 sign = _unary("sign", np.sign, "(({0} > 0) - ({0} < 0))")
