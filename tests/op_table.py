@@ -49,6 +49,31 @@ def _index_put(x, idx, v):
     return y
 
 
+def _conv(x, w, stride, pad, dil=1):
+    """Direct-loop cross-correlation: the reference for conv2d."""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    kh, kw = w.shape[2:]
+    oh = (x.shape[2] - dil * (kh - 1) - 1) // stride + 1
+    ow = (x.shape[3] - dil * (kw - 1) - 1) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            rows = slice(i * stride, i * stride + dil * (kh - 1) + 1, dil)
+            patch = x[:, :, rows, j * stride:j * stride + dil * (kw - 1) + 1:dil]
+            out[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    return out
+
+
+def _pool(x, k, stride, pad, reduce, fill=-np.inf):
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    oh, ow = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    out = np.zeros(x.shape[:2] + (oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = reduce(x[:, :, i * stride:i * stride + k, j * stride:j * stride + k], axis=(2, 3))
+    return out
+
+
 def _setitem(m, x, v):
     y = x * 1.0  # a non-leaf, so the write is recorded as an in-place op
     y[1:, 0] = v
@@ -187,6 +212,18 @@ CASES = [
          [(S,)]),
     Case("index_int_slice_array", lambda m, x: x[1, :2, m.tensor([3, 0, 3])], lambda x: x[1][:2][:, [3, 0, 3]],
          [((2, 3, 4),)], notes="PyTorch's layout: the int selects first (numpy would move the array dims first)"),
+    # ---------------------------------------------------------------- convolution and pooling (nn.functional)
+    Case("conv2d", lambda m, x, w: m.nn.functional.conv2d(x, w, stride=2, padding=1), lambda x, w: _conv(x, w, 2, 1),
+         [((2, 3, 7, 6), (4, 3, 3, 3))]),
+    Case("conv2d_groups_dilation", lambda m, x, w: m.nn.functional.conv2d(x, w, padding=2, dilation=2, groups=2),
+         lambda x, w: np.concatenate([_conv(x[:, :2], w[:2], 1, 2, 2), _conv(x[:, 2:], w[2:], 1, 2, 2)], 1),
+         [((1, 4, 6, 6), (4, 2, 3, 3))]),
+    Case("max_pool2d", lambda m, x: m.nn.functional.max_pool2d(x, 3, 2, 1), lambda x: _pool(x, 3, 2, 1, np.max),
+         [((2, 2, 7, 6),)]),
+    Case("avg_pool2d", lambda m, x: m.nn.functional.avg_pool2d(x, 2), lambda x: _pool(x, 2, 2, 0, np.mean),
+         [((1, 3, 6, 4),)]),
+    Case("avg_pool2d_pad", lambda m, x: m.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=True),
+         lambda x: _pool(x, 3, 2, 1, lambda w, axis: np.sum(w, axis=axis) / 9, 0.0), [((1, 2, 5, 5),)]),
     Case("setitem_nonleaf", _setitem, lambda x, v: _index_put(x, (slice(1, None), 0), v), [(S, (2,)), (S, ())]),
 ]
 

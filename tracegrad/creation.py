@@ -19,7 +19,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
     """Copy `data` into a new array with PyTorch's dtype inference (Python floats -> default float)."""
     if isinstance(data, Tensor):
         arr = data._data.copy()
-    elif isinstance(data, np.ndarray):
+    elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.array(data, copy=True)
         if dtype is None and arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
@@ -34,7 +34,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
             raise TypeError(f"tensor: could not convert {type(data).__name__} to a tensor; expected numbers, "
                             f"nested lists of numbers, a numpy array or a Tensor")
         if dtype is None:
-            if arr.dtype.kind == "f":
+            if arr.dtype.kind == "f" and not _has_numpy_float64(data):  # Python floats: the default dtype
                 arr = arr.astype(dtypes.get_default_dtype().np)
             elif arr.dtype.kind in "iu":
                 arr = arr.astype(np.int64)
@@ -42,6 +42,15 @@ def _to_array(data, dtype=None) -> np.ndarray:
         arr = arr.astype(dtypes.as_dtype(dtype).np)
     dtypes.from_numpy_dtype(arr.dtype)  # raises for unsupported dtypes
     return arr
+
+
+def _has_numpy_float64(data) -> bool:
+    """Whether nested lists hold a numpy float64 scalar, which (as a 0-d array would) keeps float64."""
+    if isinstance(data, np.float64):
+        return True
+    if isinstance(data, (list, tuple)):
+        return any(_has_numpy_float64(d) for d in data)
+    return False
 
 
 def _new(arr: np.ndarray, requires_grad: bool) -> Tensor:

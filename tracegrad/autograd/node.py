@@ -140,6 +140,9 @@ class Node(_GraphNode):
                 continue
             if variadic:
                 g = rules[0](grad, out, *args, i=i, **params)
+            elif rules[i] is None:  # an input that only selects positions (max pooling's index source)
+                grads.append(None)
+                continue
             else:
                 g = rules[i](grad, out, *args, **params)
             shape, dt = self._in_meta[i]

@@ -1,0 +1,109 @@
+"""ResNet-18 end to end, with torchvision's key names, and parity with a PyTorch ResNet-18 (when installed)."""
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    tg.manual_seed(0)
+    return tg.models.resnet18()
+
+
+def test_resnet18_has_torchvisions_size_and_key_names(resnet):
+    assert sum(p.numel() for p in resnet.parameters()) == 11_689_512
+    keys = list(resnet.state_dict())
+    assert keys[:6] == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                        "bn1.num_batches_tracked"]
+    for key in ["layer1.0.conv1.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var",
+                "layer4.1.bn2.bias", "fc.weight", "fc.bias"]:
+        assert key in keys
+    assert len(keys) == 122
+
+
+def test_resnet18_flow_from_the_issue(resnet):
+    """model(data) -> loss -> backward -> one SGD-momentum step, as in the issue, on a (1, 3, 64, 64) input."""
+    model = resnet
+    model.train()
+    data = tg.rand(1, 3, 64, 64)
+    labels = tg.rand(1, 1000)
+    loss = (model(data) - labels).sum()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    before = model.fc.weight.detach().clone()
+    buf = model.fc.weight.grad.clone()
+    with tg.no_grad():  # SGD with momentum, first step: the buffer is the gradient itself
+        for p in model.parameters():
+            p.sub_(p.grad, alpha=1e-2)
+    np.testing.assert_allclose(model.fc.weight.detach().numpy(), (before - 1e-2 * buf).numpy(), rtol=1e-6)
+    assert model.bn1.num_batches_tracked.item() == 1
+
+
+def test_resnet18_eval_mode_is_deterministic_and_batch_independent(resnet):
+    resnet.eval()
+    x = tg.rand(2, 3, 32, 32)
+    with tg.no_grad():
+        both = resnet(x)
+        first = resnet(x[:1])
+    np.testing.assert_allclose(both[:1].numpy(), first.numpy(), rtol=1e-4, atol=1e-5)
+    resnet.train()
+
+
+def _torch_resnet18():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride=1, down=None):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.downsample = down
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
+
+    class Net(nn.Module):  # torchvision's resnet18, written out (there is no CPU torchvision wheel here)
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+            self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+            cin = 64
+            for i, (cout, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], 1):
+                down = None if stride == 1 and cin == cout else nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                setattr(self, f"layer{i}", nn.Sequential(Block(cin, cout, stride, down), Block(cout, cout)))
+                cin = cout
+            self.avgpool, self.fc = nn.AdaptiveAvgPool2d((1, 1)), nn.Linear(512, 1000)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    return torch, Net()
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_resnet18_matches_pytorch_with_the_same_weights(mode):
+    torch, theirs = _torch_resnet18()
+    ours = tg.models.resnet18()
+    theirs.double()
+    ours.double()
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    getattr(ours, mode)()
+    getattr(theirs, mode)()
+    x = np.random.default_rng(0).random((2, 3, 64, 64))
+    labels = np.random.default_rng(1).random((2, 1000))
+    ours_loss = (ours(tg.tensor(x)) - tg.tensor(labels)).sum()
+    theirs_loss = (theirs(torch.tensor(x)) - torch.tensor(labels)).sum()
+    ours_loss.backward()
+    theirs_loss.backward()
+    assert ours_loss.item() == pytest.approx(theirs_loss.item(), rel=1e-12)
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9, atol=1e-9, err_msg=name)
+    np.testing.assert_allclose(ours.layer3[0].bn1.running_var.numpy(), theirs.layer3[0].bn1.running_var.numpy(),
+                               rtol=1e-12)

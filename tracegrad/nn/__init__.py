@@ -1,0 +1,38 @@
+"""Neural-network layers, losses and the Module system, as in `torch.nn`.
+
+>>> import tracegrad as tg
+>>> net = tg.nn.Sequential(tg.nn.Linear(4, 3), tg.nn.ReLU())
+>>> net(tg.ones(2, 4)).shape
+tracegrad.Size([2, 3])
+"""
+from . import functional, init
+from .layers import (
+                     GELU,
+                     AdaptiveAvgPool2d,
+                     AvgPool2d,
+                     BatchNorm1d,
+                     BatchNorm2d,
+                     Conv2d,
+                     Dropout,
+                     Embedding,
+                     Flatten,
+                     Identity,
+                     LayerNorm,
+                     LeakyReLU,
+                     Linear,
+                     LogSoftmax,
+                     MaxPool2d,
+                     ReLU,
+                     Sigmoid,
+                     Softmax,
+                     Tanh,
+)
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .module import Module, ModuleDict, ModuleList, Sequential
+from .parameter import Parameter
+
+__all__ = ["functional", "init", "Module", "Sequential", "ModuleList", "ModuleDict", "Parameter", "Identity",
+           "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d", "Flatten", "Dropout", "Embedding", "ReLU", "LeakyReLU", "GELU", "Tanh", "Sigmoid",
+           "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss",
+           "BCEWithLogitsLoss"]

@@ -1,0 +1,353 @@
+"""`tracegrad.nn.functional`: layers and losses as functions, composed from registry ops.
+
+>>> import tracegrad as tg
+>>> import tracegrad.nn.functional as F
+>>> F.cross_entropy(tg.tensor([[2.0, 0.0, 0.0]]), tg.tensor([0])).item() < 0.25
+True
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+from .._tensor import Tensor
+from ..autograd.grad_mode import no_grad
+from ..creation import arange, full, rand
+from ..ops import functions as T
+from ..ops.functions import _named, erf, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401 - re-exported
+from ..ops.shapes import fmt
+
+__all__ = ["linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
+           "embedding", "layer_norm", "batch_norm", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "flatten", "mse_loss", "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "one_hot", "pad"]
+
+
+def _pair(v, name="value"):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+# ---------------------------------------------------------------- layers
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias."""
+    if x.shape[-1] != weight.shape[-1]:
+        raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied ({math.prod(x.shape[:-1])}x"
+                           f"{x.shape[-1]} and {weight.shape[-1]}x{weight.shape[0]}): input {fmt(x.shape)}, weight "
+                           f"{fmt(weight.shape)}")
+    out = x @ weight.mT if weight.ndim == 2 else x @ weight
+    return out if bias is None else _named(out + bias, "AddmmBackward0" if x.ndim == 2 else "AddBackward0")
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return _named(T.where(x > 0, x, x * negative_slope), "LeakyReluBackward0")
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x); approximate='tanh' uses PyTorch's tanh formula."""
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
+        return _named(x * 0.5 * (tanh(inner) + 1.0), "GeluBackward0")
+    if approximate != "none":
+        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
+    return _named(x * 0.5 * (erf(x * (1.0 / math.sqrt(2.0))) + 1.0), "GeluBackward0")
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (in training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = (rand(*x.shape, dtype=x.dtype if x.is_floating_point() else None, generator=generator) >= p)
+    return _named(x * (keep.to(x.dtype) * (1.0 / (1.0 - p))), "MulBackward0")
+
+
+def embedding(indices: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of `weight` picked by integer `indices`; the padding row gets no gradient."""
+    if indices.is_floating_point():
+        raise RuntimeError(f"embedding: expected indices of dtype int64, got {indices.dtype}")
+    if padding_idx is not None and weight.requires_grad:
+        keep = T.ne(arange(weight.shape[0]), padding_idx % weight.shape[0]).reshape(-1, 1)
+        weight = T.where(keep, weight, weight.detach())
+    return _named(weight[indices], "EmbeddingBackward0")
+
+
+def _normalize(x, dims, eps):
+    mean = x.mean(dims, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    return centered, mean, var, T.rsqrt(var + eps)
+
+
+def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalize over the trailing `normalized_shape` dims (biased variance), then scale and shift."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.ndim - len(shape):]) != shape:
+        raise RuntimeError(f"layer_norm: Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size {fmt(x.shape)}")
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    centered, _, _, inv = _normalize(x, dims, eps)
+    out = centered * inv
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return _named(out, "NativeLayerNormBackward0")
+
+
+def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5, num_batches_tracked: Tensor | None = None) -> Tensor:
+    """Batch normalization over all dims but the channel dim 1.
+
+    In training it normalizes with the batch's statistics and updates the running ones in place
+    (PyTorch's momentum; the running variance is unbiased); in eval it uses the running ones.
+    """
+    # NOTE: a composite of registry ops (mean, sub, mul, rsqrt...), so the compiler traces it like any
+    # other code; the running-statistics update is an in-place op under no_grad, which the tracer
+    # records as a write-back of state.
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected 2D or more input (got {x.ndim}D input)")
+    dims = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if training:
+        n = x.numel() // x.shape[1]
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {fmt(x.shape)}")
+        centered, mean, var, inv = _normalize(x, dims, eps)
+        if running_mean is not None:
+            with no_grad():
+                if num_batches_tracked is not None:
+                    num_batches_tracked.add_(1)
+                m = (1.0 / num_batches_tracked.item()) if momentum is None else momentum
+                running_mean.mul_(1 - m).add_(mean.detach().reshape(-1) * m)
+                running_var.mul_(1 - m).add_(var.detach().reshape(-1) * (m * n / (n - 1)))
+    else:
+        centered = x - running_mean.reshape(shape)
+        inv = T.rsqrt(running_var.reshape(shape) + eps)
+    scale = inv if weight is None else inv * weight.reshape(shape)
+    out = centered * scale
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return _named(out, "NativeBatchNormBackward0")
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation) of (N, C, H, W) or (C, H, W) input; im2col plus one matmul."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if _pair(stride) != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(_pair(dilation), weight.shape[2:]))
+        else:
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of ['valid', 'same']")
+    batched = x.ndim == 4
+    out = T.conv2d_raw(x if batched else x.unsqueeze(0), weight, _pair(stride), _pair(padding), _pair(dilation),
+                       int(groups))
+    if bias is not None:
+        out = _named(out + bias.reshape(1, -1, 1, 1), "ConvolutionBackward0")
+    return out if batched else out.squeeze(0)
+
+
+def _pool_params(kernel_size, stride, padding):
+    kernel = _pair(kernel_size, "kernel_size")
+    return kernel, kernel if stride is None or stride == [] else _pair(stride, "stride"), _pair(padding, "padding")
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    if ceil_mode or return_indices:
+        raise ValueError("max_pool2d: ceil_mode=True and return_indices=True are not supported by tracegrad")
+    kernel, stride, padding = _pool_params(kernel_size, stride, padding)
+    return T.max_pool2d_select(x, x, kernel, stride, padding, _pair(dilation, "dilation"))
+
+
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+    if ceil_mode or divisor_override is not None:
+        raise ValueError("avg_pool2d: ceil_mode=True and divisor_override are not supported by tracegrad")
+    kernel, stride, padding = _pool_params(kernel_size, stride, padding)
+    return T.avg_pool2d_raw(x, kernel, stride, padding, bool(count_include_pad))
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
+    """Average over PyTorch's adaptive windows: [floor(i*H/oh), ceil((i+1)*H/oh))."""
+    oh, ow = _pair(output_size, "output_size") if not isinstance(output_size, int) else (output_size, output_size)
+    h, w = x.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if (oh, ow) == (1, 1):
+        return _named(x.mean((-2, -1), keepdim=True), "MeanBackward1")
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(x, (h // oh, w // ow))
+    rows = []
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        cols = [x[..., h0:h1, (j * w) // ow:-((-(j + 1) * w) // ow)].mean((-2, -1)) for j in range(ow)]
+        rows.append(T.stack(cols, -1))
+    return _named(T.stack(rows, -2), "AdaptiveAvgPool2DBackward0")
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    return x.flatten(start_dim, end_dim)
+
+
+def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Constant padding; `pad` lists (left, right) pairs starting from the last dim, as in PyTorch."""
+    if mode != "constant":
+        raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    if len(pad) % 2:
+        raise ValueError("Padding length must be divisible by 2")
+    out = x
+    for i in range(len(pad) // 2):
+        d = x.ndim - 1 - i
+        parts = []
+        for amount in (pad[2 * i], pad[2 * i + 1]):
+            shape = list(out.shape)
+            shape[d] = amount
+            parts.append(full(tuple(shape), value, dtype=out.dtype) if amount else None)
+        out = T.cat([p for p in (parts[0], out, parts[1]) if p is not None], d)
+    return out
+
+
+def one_hot(indices: Tensor, num_classes: int = -1) -> Tensor:
+    n = int(indices.max().item()) + 1 if num_classes < 0 else num_classes
+    return T.eq(indices.unsqueeze(-1), arange(n)).long()
+
+
+# ---------------------------------------------------------------- losses
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _check_sizes(name, x, target):
+    if tuple(x.shape) != tuple(target.shape):
+        warnings.warn(f"{name}: Using a target size ({fmt(target.shape)}) that is different to the input size "
+                      f"({fmt(x.shape)}). This will likely lead to incorrect results due to broadcasting. Please "
+                      f"ensure they have the same size.", UserWarning, stacklevel=3)
+
+
+def mse_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _check_sizes("mse_loss", x, target)
+    d = x - target
+    return _named(_reduce(d * d, reduction), "MseLossBackward0")
+
+
+def l1_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _check_sizes("l1_loss", x, target)
+    return _named(_reduce((x - target).abs(), reduction), "L1LossBackward0")
+
+
+def _class_last(x: Tensor, target: Tensor):
+    """(N, C, d1, ...) scores with (N, d1, ...) targets -> (M, C) and (M,)."""
+    if x.ndim == 1:
+        return x.unsqueeze(0), target.reshape(1)
+    if x.ndim > 2:
+        perm = (0,) + tuple(range(2, x.ndim)) + (1,)
+        return x.permute(*perm).reshape(-1, x.shape[1]), target.reshape(-1)
+    return x, target
+
+
+def _check_targets(name, x, target):
+    expected = (x.shape[0],) + tuple(x.shape[2:]) if x.ndim >= 2 else ()
+    if target.is_floating_point():
+        raise RuntimeError(f"{name}: expected target of dtype int64 (class indices), got {target.dtype}")
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{name}: Expected target size {fmt(expected)}, got {fmt(target.shape)} "
+                         f"(input shape {fmt(x.shape)})")
+
+
+def nll_loss(log_probs: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """-log_probs[i, target[i]], weighted; ignore_index entries count for nothing (also in the mean)."""
+    _check_targets("nll_loss", log_probs, target)
+    scores, t = _class_last(log_probs, target)
+    n_classes = scores.shape[1]
+    keep = T.ne(t, ignore_index)
+    safe_t = T.where(keep, t, 0)
+    bad = T.logical_and(keep, T.logical_or(T.lt(safe_t, 0), T.ge(safe_t, n_classes)))
+    if bool(bad.any()):
+        raise IndexError(f"nll_loss: Target {int(t[bad][0].item())} is out of bounds for {n_classes} classes")
+    w = keep.to(scores.dtype) if weight is None else T.where(keep, weight[safe_t], 0.0)
+    picked = scores[arange(scores.shape[0]), safe_t]
+    losses = -(picked * w)
+    if reduction == "mean":
+        return _named(losses.sum() / w.sum(), "NllLossBackward0")
+    if reduction == "none":
+        return _named(losses.reshape(target.shape), "NllLossBackward0")
+    return _named(_reduce(losses, reduction), "NllLossBackward0")
+
+
+def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over dim 1 then nll_loss; targets are class indices or class probabilities."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    class_dim = 0 if x.ndim == 1 else 1
+    logp = log_softmax(x, class_dim)
+    n_classes = x.shape[class_dim]
+    if target.is_floating_point():  # class probabilities
+        if tuple(target.shape) != tuple(x.shape):
+            raise RuntimeError(f"cross_entropy: probability targets must have the input's shape {fmt(x.shape)}, "
+                               f"got {fmt(target.shape)}")
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / n_classes
+        wl = logp if weight is None else logp * weight.reshape((-1,) + (1,) * (x.ndim - 2))
+        losses = -(wl * target).sum(class_dim)
+        out = losses.sum() / (x.numel() // n_classes) if reduction == "mean" else _reduce(losses, reduction)
+        return _named(out, "DivBackward1" if reduction == "mean" else "NegBackward0")
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    scores, t = _class_last(logp, target)
+    keep = T.ne(t, ignore_index)
+    per_class = scores if weight is None else scores * weight
+    smooth = T.where(keep, -per_class.sum(1), 0.0)
+    if reduction == "mean":
+        denom = keep.sum() if weight is None else T.where(keep, weight[T.where(keep, t, 0)], 0.0).sum()
+        smooth = smooth.sum() / denom
+    else:
+        smooth = _reduce(smooth.reshape(target.shape) if reduction == "none" else smooth, reduction)
+    return _named(nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes), "AddBackward0")
+
+
+def binary_cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"):
+    """-(t log x + (1-t) log(1-x)) with each log clamped at -100, as PyTorch does."""
+    if tuple(x.shape) != tuple(target.shape):
+        raise ValueError(f"Using a target size ({fmt(target.shape)}) that is different to the input size "
+                         f"({fmt(x.shape)}) is deprecated. Please ensure they have the same size.")
+    with no_grad():
+        if bool(((x < 0) | (x > 1)).any()):
+            raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1")
+    loss = -(target * x.log().clamp(min=-100) + (1 - target) * (1 - x).log().clamp(min=-100))
+    if weight is not None:
+        loss = loss * weight
+    return _named(_reduce(loss, reduction), "BinaryCrossEntropyBackward0")
+
+
+def binary_cross_entropy_with_logits(x: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """BCE on sigmoid(x) in the stable form (1-t) x + (1 + (pw-1) t) (log(1 + exp(-|x|)) + max(-x, 0))."""
+    if tuple(x.shape) != tuple(target.shape):
+        raise ValueError(f"Target size ({fmt(target.shape)}) must be the same as input size ({fmt(x.shape)})")
+    softplus_neg = ((-x.abs()).exp() + 1).log() + (-x).relu()  # log(1 + exp(-x)), never overflowing
+    coeff = 1 if pos_weight is None else (pos_weight - 1) * target + 1
+    loss = (1 - target) * x + coeff * softplus_neg
+    if weight is not None:
+        loss = loss * weight
+    return _named(_reduce(loss, reduction), "BinaryCrossEntropyWithLogitsBackward0")
+

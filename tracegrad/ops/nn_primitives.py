@@ -1,0 +1,222 @@
+"""Registry entries for convolution and pooling, as real array code (no Python loops over pixels).
+
+A convolution is im2col through numpy stride tricks plus one BLAS matmul per group; its backward is
+two more registry ops (`conv2d_input_grad`, `conv2d_weight_grad`) whose own VJPs are the three ops
+again, so gradients of gradients work. Pooling follows the same pattern. Python loops run only over
+kernel offsets (at most kh * kw iterations), each one a strided array operation.
+
+Params: stride, padding, dilation are (h, w) pairs; `groups` an int.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .registry import AbstractValue as AV
+from .registry import Kind, Op, register
+from .shapes import fmt
+
+OPAQUE = Kind.OPAQUE
+
+
+def _F():
+    from . import functions
+    return functions
+
+
+def out_size(n, k, s, p, d, op="conv2d"):
+    size = (n + 2 * p - d * (k - 1) - 1) // s + 1
+    if size <= 0:
+        raise RuntimeError(f"{op}: input size {n} with padding {p} is too small for kernel size {k} "
+                           f"(dilation {d}): the output size would be {size}")
+    return size
+
+
+def _pad(x, padding, value=0.0):
+    ph, pw = padding
+    if ph == pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _windows(xp, kernel, stride, dilation, out_hw):
+    """(N, C, OH, OW, KH, KW) strided view of the padded input: no copy."""
+    n, c = xp.shape[:2]
+    sn, sc, sh, sw = xp.strides
+    return as_strided(xp, (n, c, out_hw[0], out_hw[1], kernel[0], kernel[1]),
+                      (sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]), writeable=False)
+
+
+def _add_windows(target, cols, stride, dilation, out_hw):
+    """target[n, c, i*s + k*d, ...] += cols[n, c, i, j, kh, kw]: the adjoint of `_windows`, one add per offset."""
+    oh, ow = out_hw
+    for kh in range(cols.shape[4]):
+        for kw in range(cols.shape[5]):
+            h0, w0 = kh * dilation[0], kw * dilation[1]
+            target[:, :, h0:h0 + stride[0] * (oh - 1) + 1:stride[0], w0:w0 + stride[1] * (ow - 1) + 1:stride[1]] += \
+                cols[:, :, :, :, kh, kw]
+    return target
+
+
+def _crop(xp, padding):
+    ph, pw = padding
+    return xp[:, :, ph:xp.shape[2] - ph, pw:xp.shape[3] - pw]
+
+
+# ---------------------------------------------------------------- convolution
+def _conv_out_hw(x_shape, w_shape, stride, padding, dilation):
+    return tuple(out_size(x_shape[2 + i], w_shape[2 + i], stride[i], padding[i], dilation[i]) for i in range(2))
+
+
+def _conv2d(x, w, stride, padding, dilation, groups):
+    out_hw = _conv_out_hw(x.shape, w.shape, stride, padding, dilation)
+    cols = _windows(_pad(x, padding), w.shape[2:], stride, dilation, out_hw)
+    cg, og = w.shape[1], w.shape[0] // groups
+    outs = [np.tensordot(cols[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], axes=([1, 4, 5], [1, 2, 3]))
+            for g in range(groups)]  # one BLAS matmul per group: (N*OH*OW, C*KH*KW) @ (C*KH*KW, O)
+    out = outs[0] if groups == 1 else np.concatenate(outs, axis=3)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _conv2d_input_grad(g, w, x_shape, stride, padding, dilation, groups):
+    n, c, h, wd = x_shape
+    cg, og = w.shape[1], w.shape[0] // groups
+    out_hw = g.shape[2:]
+    xp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), g.dtype)
+    for gi in range(groups):
+        cols = np.tensordot(g[:, gi * og:(gi + 1) * og], w[gi * og:(gi + 1) * og], axes=([1], [0]))
+        _add_windows(xp[:, gi * cg:(gi + 1) * cg], cols.transpose(0, 3, 1, 2, 4, 5), stride, dilation, out_hw)
+    return np.ascontiguousarray(_crop(xp, padding))
+
+
+def _conv2d_weight_grad(x, g, w_shape, stride, padding, dilation, groups):
+    cols = _windows(_pad(x, padding), w_shape[2:], stride, dilation, g.shape[2:])
+    cg, og = w_shape[1], w_shape[0] // groups
+    parts = [np.tensordot(g[:, gi * og:(gi + 1) * og], cols[:, gi * cg:(gi + 1) * cg], axes=([0, 2, 3], [0, 2, 3]))
+             for gi in range(groups)]
+    return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
+
+
+def _conv2d_infer(x, w, stride, padding, dilation, groups):
+    if x.ndim != 4 or w.ndim != 4:
+        raise RuntimeError(f"conv2d: expected a 4-D input (N, C, H, W) and a 4-D weight (O, C/groups, KH, KW), got "
+                           f"input {fmt(x.shape)} and weight {fmt(w.shape)}")
+    if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise RuntimeError(f"conv2d: Given groups={groups}, weight of size {fmt(w.shape)}, expected input"
+                           f"{fmt(x.shape)} to have {w.shape[1] * groups} channels, but got {x.shape[1]} channels "
+                           f"instead")
+    if x.dtype is not w.dtype:
+        raise RuntimeError(f"conv2d: expected input and weight to have the same dtype, got {x.dtype} and {w.dtype}")
+    return AV((x.shape[0], w.shape[0]) + _conv_out_hw(x.shape, w.shape, stride, padding, dilation), x.dtype)
+
+
+conv2d = register(Op(
+    "conv2d", OPAQUE, _conv2d, _conv2d_infer,
+    (lambda g, out, x, w, **p: _F().conv2d_input_grad(g, w, x.shape, **p),
+     lambda g, out, x, w, **p: _F().conv2d_weight_grad(x, g, w.shape, **p)),
+    (0, 1), backward_name="ConvolutionBackward0", arity=2))
+conv2d_input_grad = register(Op(
+    "conv2d_input_grad", OPAQUE, _conv2d_input_grad,
+    lambda g, w, x_shape, **p: AV(tuple(x_shape), g.dtype),
+    (lambda gg, out, g, w, x_shape, **p: _F().conv2d_raw(gg, w, **p),
+     lambda gg, out, g, w, x_shape, **p: _F().conv2d_weight_grad(gg, g, w.shape, **p)),
+    (0, 1), backward_name="ConvolutionBackwardBackward0", arity=2))
+conv2d_weight_grad = register(Op(
+    "conv2d_weight_grad", OPAQUE, _conv2d_weight_grad,
+    lambda x, g, w_shape, **p: AV(tuple(w_shape), x.dtype),
+    (lambda gw, out, x, g, w_shape, **p: _F().conv2d_input_grad(g, gw, x.shape, **p),
+     lambda gw, out, x, g, w_shape, **p: _F().conv2d_raw(x, gw, **p)),
+    (0, 1), backward_name="ConvolutionBackwardBackward0", arity=2))
+
+
+# ---------------------------------------------------------------- pooling
+def _pool_infer(name):
+    def infer(x, kernel, stride, padding, dilation=(1, 1), **_):
+        if x.ndim not in (3, 4):
+            raise RuntimeError(f"{name}: expected a 3-D or 4-D input, got shape {fmt(x.shape)}")
+        if any(p > k // 2 for p, k in zip(padding, kernel)):
+            raise RuntimeError(f"{name}: pad should be at most half of effective kernel size, but got pad={padding} "
+                               f"and kernel_size={kernel}")
+        hw = tuple(out_size(x.shape[-2 + i], kernel[i], stride[i], padding[i], dilation[i], name) for i in range(2))
+        return AV(x.shape[:-2] + hw, x.dtype)
+    return infer
+
+
+def _argmax_windows(x, kernel, stride, padding, dilation):
+    """For each output position: which kernel offset holds the window's max (first one on ties)."""
+    hw = tuple(out_size(x.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2))
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    win = _windows(_pad(x, padding, fill), kernel, stride, dilation, hw)
+    return win.reshape(win.shape[:4] + (-1,)).argmax(axis=4), hw
+
+
+def _max_pool2d_select(v, x, kernel, stride, padding, dilation):
+    idx, hw = _argmax_windows(x, kernel, stride, padding, dilation)
+    win = _windows(_pad(v, padding), kernel, stride, dilation, hw)
+    return np.take_along_axis(win.reshape(win.shape[:4] + (-1,)), idx[..., None], axis=4)[..., 0]
+
+
+def _max_pool2d_scatter(g, x, kernel, stride, padding, dilation):
+    idx, hw = _argmax_windows(x, kernel, stride, padding, dilation)
+    cols = np.zeros(g.shape + tuple(kernel), g.dtype)
+    flat = cols.reshape(g.shape + (-1,))
+    np.put_along_axis(flat, idx[..., None], g[..., None], axis=4)
+    xp = np.zeros(x.shape[:2] + (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]), g.dtype)
+    return np.ascontiguousarray(_crop(_add_windows(xp, cols, stride, dilation, hw), padding))
+
+
+def _batched(fn):
+    """Pooling kernels work on (N, C, H, W); (C, H, W) inputs get a batch dim of 1."""
+    def wrapped(*arrays, **params):
+        if arrays[0].ndim == 3:
+            return fn(*[a[None] for a in arrays], **params)[0]
+        return fn(*arrays, **params)
+    return wrapped
+
+
+# max_pool2d(x) is select(x, x): the values of x at the argmax of x; `x` as second input only
+# chooses positions and gets no gradient.
+max_pool2d_select = register(Op(
+    "max_pool2d_select", OPAQUE, _batched(_max_pool2d_select),
+    lambda v, x, **p: _pool_infer("max_pool2d")(x, **p),
+    (lambda g, out, v, x, **p: _F().max_pool2d_scatter(g, x, **p), None), (1,),
+    backward_name="MaxPool2DWithIndicesBackward0", arity=2))
+max_pool2d_scatter = register(Op(
+    "max_pool2d_scatter", OPAQUE, _batched(_max_pool2d_scatter),
+    lambda g, x, **p: AV(x.shape, g.dtype),
+    (lambda gg, out, g, x, **p: _F().max_pool2d_select(gg, x, **p), None), (1,),
+    backward_name="MaxPool2DWithIndicesBackwardBackward0", arity=2))
+
+
+def _divisor(x_shape, kernel, stride, padding, count_include_pad, hw):
+    if count_include_pad or padding == (0, 0):
+        return float(kernel[0] * kernel[1])
+    ones = np.ones((1, 1) + tuple(x_shape[-2:]))
+    win = _windows(_pad(ones, padding), kernel, stride, (1, 1), hw)
+    return win.sum(axis=(4, 5))[0, 0]  # (OH, OW): the number of real (unpadded) elements per window
+
+
+def _avg_pool2d(x, kernel, stride, padding, count_include_pad):
+    hw = tuple(out_size(x.shape[2 + i], kernel[i], stride[i], padding[i], 1) for i in range(2))
+    win = _windows(_pad(x, padding), kernel, stride, (1, 1), hw)
+    return (win.sum(axis=(4, 5)) / _divisor(x.shape, kernel, stride, padding, count_include_pad, hw)).astype(x.dtype)
+
+
+def _avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad):
+    x_shape = (g.shape[0],) + tuple(x_shape[-3:]) if len(x_shape) == 3 else tuple(x_shape)
+    hw = g.shape[2:]
+    share = (g / _divisor(x_shape, kernel, stride, padding, count_include_pad, hw)).astype(g.dtype)
+    cols = np.broadcast_to(share[..., None, None], share.shape + tuple(kernel))
+    xp = np.zeros(x_shape[:2] + (x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]), g.dtype)
+    return np.ascontiguousarray(_crop(_add_windows(xp, cols, stride, (1, 1), hw), padding))
+
+
+avg_pool2d = register(Op(
+    "avg_pool2d", OPAQUE, _batched(_avg_pool2d), _pool_infer("avg_pool2d"),
+    (lambda g, out, x, **p: _F().avg_pool2d_backward(g, x.shape, **p),),
+    backward_name="AvgPool2DBackward0", arity=1))
+avg_pool2d_backward = register(Op(
+    "avg_pool2d_backward", OPAQUE, _batched(_avg_pool2d_backward),
+    lambda g, x_shape, **p: AV(tuple(x_shape), g.dtype),
+    (lambda gg, out, g, x_shape, **p: _F().avg_pool2d_raw(gg, **p),),
+    backward_name="AvgPool2DBackwardBackward0", arity=1))
