@@ -32,11 +32,11 @@ def test_resnet18_flow_from_the_issue(resnet):
     loss.backward()
     assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
     before = model.fc.weight.detach().clone()
-    buf = model.fc.weight.grad.clone()
-    with tg.no_grad():  # SGD with momentum, first step: the buffer is the gradient itself
-        for p in model.parameters():
-            p.sub_(p.grad, alpha=1e-2)
-    np.testing.assert_allclose(model.fc.weight.detach().numpy(), (before - 1e-2 * buf).numpy(), rtol=1e-6)
+    grad = model.fc.weight.grad.clone()
+    opt = tg.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    opt.step()  # first step: the momentum buffer is the gradient itself
+    np.testing.assert_allclose(model.fc.weight.detach().numpy(), (before - 1e-2 * grad).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(opt.state[model.fc.weight]["momentum_buffer"].numpy(), grad.numpy())
     assert model.bn1.num_batches_tracked.item() == 1
 
 

@@ -131,7 +131,7 @@ bool = dtypes.bool_
 dtype = dtypes.DType
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
-from . import models, nn, utils  # noqa: E402 - after the tensor API they build on
+from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,241 @@
+"""`Optimizer`: parameter groups, per-parameter state, `zero_grad`, and PyTorch's state-dict format.
+
+Subclasses (`SGD`, `Adam`, `AdamW`) implement `step`; every update they make is a tracegrad in-place
+tensor op run under `no_grad`, so a tracer sees the whole step as ordinary ops.
+
+>>> import tracegrad as tg
+>>> w = tg.tensor([1.0, 2.0], requires_grad=True)
+>>> opt = tg.optim.SGD([w], lr=0.5)
+>>> (w * w).sum().backward()
+>>> opt.step()
+>>> w
+tensor([0., 0.], requires_grad=True)
+>>> opt.zero_grad()
+>>> w.grad is None
+True
+"""
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from itertools import chain
+from typing import Any
+
+from .._tensor import Tensor
+from ..autograd.grad_mode import enable_grad, no_grad
+
+__all__ = ["Optimizer", "required"]
+
+
+class _RequiredParameter:
+    """Singleton marking a hyper-parameter that every param group must give (no default)."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+_TYPENAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "bool": "BoolTensor"}
+
+
+def _typename(obj) -> str:
+    """PyTorch's `torch.typename`: 'tracegrad.FloatTensor' for tensors, 'module.Class' otherwise."""
+    if isinstance(obj, Tensor):
+        return f"tracegrad.{_TYPENAMES[obj.dtype.name]}"
+    cls = type(obj)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
+
+
+def _clone_state_value(param: Tensor, value, key=None):
+    """A copy of one loaded state value: tensors are cloned (floating ones cast to the param's dtype,
+    except 'step', as PyTorch does); dicts and lists are copied recursively."""
+    if isinstance(value, Tensor):
+        with no_grad():
+            value = value.detach()
+            if key != "step" and param.is_floating_point() and value.is_floating_point():
+                value = value.to(param.dtype)
+            return value.clone()
+    if isinstance(value, dict):
+        return {k: _clone_state_value(param, v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone_state_value(param, v) for v in value)
+    return value
+
+
+class Optimizer:
+    """Base class of the optimizers: holds `param_groups`, `defaults` and per-parameter `state`.
+
+    `params` is an iterable of tensors, or of dicts (param groups) each with a 'params' entry and
+    optional per-group options that override `defaults`.
+
+    >>> import tracegrad as tg
+    >>> a, b = tg.zeros(2, requires_grad=True), tg.zeros(3, requires_grad=True)
+    >>> opt = tg.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.1}], lr=0.01, momentum=0.9)
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.01, 0.1]
+    >>> opt.param_groups[1]["momentum"]
+    0.9
+    >>> opt.state_dict()["param_groups"][1]["params"]
+    [1]
+    """
+
+    def __init__(self, params, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            "but got " + _typename(params))
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering of "
+                            "tensors in sets will change between runs. Please use a list instead.")
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for param_group in param_groups:
+            self.add_param_group(param_group)
+
+    # ------------------------------------------------------------------ pickling and printing
+    def __getstate__(self) -> dict[str, Any]:
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        out = self.__class__.__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            out += f"\nParameter Group {i}\n"
+            for key in sorted(group.keys()):
+                if key != "params":
+                    out += f"    {key}: {group[key]}\n"
+        return out + ")"
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (a dict with 'params' and optional per-group options).
+
+        Options the group does not give are filled in from `defaults`.
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {_typename(param_group)}")
+        if "params" not in param_group:
+            raise ValueError("param_group must have a 'params' entry")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            param_group["params"] = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering of "
+                            "tensors in sets will change between runs. Please use a list instead.")
+        else:
+            param_group["params"] = list(params)
+
+        for param in param_group["params"]:
+            if not isinstance(param, Tensor):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params is " + _typename(param))
+            if not (param.is_leaf or param.retains_grad):
+                raise ValueError("can't optimize a non-leaf Tensor")
+
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+            param_group.setdefault(name, default)
+
+        # NOTE: sets of tensors hash by identity (Tensor.__eq__ is elementwise, so never use `in` on lists)
+        params = param_group["params"]
+        if len(params) != len(set(params)):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        param_set: set[Tensor] = set()
+        for group in self.param_groups:
+            param_set.update(group["params"])
+        if not param_set.isdisjoint(params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    # ------------------------------------------------------------------ gradients and steps
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all parameters: to None (default), or to zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                    continue
+                if g.grad_fn is not None:
+                    g.detach_()
+                else:
+                    g.requires_grad_(False)
+                with no_grad():
+                    g.zero_()
+
+    def step(self, closure=None):
+        """Perform one optimization step; `closure` (optional) re-evaluates the loss and returns it."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _eval_closure(closure):
+        """Run `closure` with gradients enabled (the step itself runs under no_grad)."""
+        if closure is None:
+            return None
+        with enable_grad():
+            return closure()
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state in PyTorch's format.
+
+        `{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}`: parameters are replaced by
+        their position across all groups. State tensors are referenced, not copied (as in PyTorch).
+        """
+        param_mappings: dict[int, int] = {}
+        start_index = 0
+
+        def pack_group(group):
+            nonlocal start_index
+            packed = {k: v for k, v in group.items() if k != "params"}
+            param_mappings.update({id(p): i for i, p in enumerate(group["params"], start_index)
+                                   if id(p) not in param_mappings})
+            packed["params"] = [param_mappings[id(p)] for p in group["params"]]
+            start_index += len(packed["params"])
+            return packed
+
+        param_groups = [pack_group(g) for g in self.param_groups]
+        packed_state = {(param_mappings[id(k)] if isinstance(k, Tensor) else k): dict(v) if isinstance(v, dict) else v
+                        for k, v in self.state.items()}
+        return {"state": packed_state, "param_groups": param_groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state from `state_dict()`: indices map back to this optimizer's parameters, in order.
+
+        The loaded state tensors are copies (PyTorch aliases them when dtypes match; copying keeps two
+        optimizers loaded from one state dict independent).
+        """
+        groups = self.param_groups
+        saved_groups = copy.deepcopy(state_dict["param_groups"])
+        if len(groups) != len(saved_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                             "optimizer's group")
+        id_map = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
+                          chain.from_iterable(g["params"] for g in groups)))
+        state: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
+        for k, v in state_dict["state"].items():
+            if k in id_map:
+                param = id_map[k]
+                state[param] = _clone_state_value(param, v)
+            else:
+                state[k] = v
+
+        def update_group(group, new_group):
+            new_group["params"] = group["params"]
+            return new_group
+
+        param_groups = [update_group(g, ng) for g, ng in zip(groups, saved_groups)]
+        self.__setstate__({"state": state, "param_groups": param_groups})
