@@ -48,14 +48,31 @@ def _windows(xp, kernel, stride, dilation, out_hw):
 
 
 def _add_windows(target, cols, stride, dilation, out_hw):
-    """target[n, c, i*s + k*d, ...] += cols[n, c, i, j, kh, kw]: the adjoint of `_windows`, one add per offset."""
+    """target[n, c, i*s + k*d, ...] += cols[kh, kw][n, c, i, j]: the adjoint of `_windows`, one add per offset.
+
+    `cols` is indexed by kernel offset first: cols[kh, kw] is an (N, C, OH, OW) array (or view).
+    """
     oh, ow = out_hw
-    for kh in range(cols.shape[4]):
-        for kw in range(cols.shape[5]):
+    for kh in range(len(cols)):
+        for kw in range(len(cols[kh])):
             h0, w0 = kh * dilation[0], kw * dilation[1]
             target[:, :, h0:h0 + stride[0] * (oh - 1) + 1:stride[0], w0:w0 + stride[1] * (ow - 1) + 1:stride[1]] += \
-                cols[:, :, :, :, kh, kw]
+                cols[kh][kw]
     return target
+
+
+def _im2col(x, kernel, stride, padding, dilation, out_hw):
+    """(C*KH*KW, N*OH*OW) patches, one column per output position: the one copy a convolution makes."""
+    win = _windows(_pad(x, padding), kernel, stride, dilation, out_hw)  # (N, C, OH, OW, KH, KW), a view
+    return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(x.shape[1] * kernel[0] * kernel[1], -1)
+
+
+def _per_group(groups, a, b, fn):
+    """fn on matching row blocks of a and b for each group, stacked back along rows."""
+    if groups == 1:
+        return fn(a, b)
+    ra, rb = a.shape[0] // groups, b.shape[0] // groups
+    return np.concatenate([fn(a[i * ra:(i + 1) * ra], b[i * rb:(i + 1) * rb]) for i in range(groups)])
 
 
 def _crop(xp, padding):
@@ -70,31 +87,31 @@ def _conv_out_hw(x_shape, w_shape, stride, padding, dilation):
 
 def _conv2d(x, w, stride, padding, dilation, groups):
     out_hw = _conv_out_hw(x.shape, w.shape, stride, padding, dilation)
-    cols = _windows(_pad(x, padding), w.shape[2:], stride, dilation, out_hw)
-    cg, og = w.shape[1], w.shape[0] // groups
-    outs = [np.tensordot(cols[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], axes=([1, 4, 5], [1, 2, 3]))
-            for g in range(groups)]  # one BLAS matmul per group: (N*OH*OW, C*KH*KW) @ (C*KH*KW, O)
-    out = outs[0] if groups == 1 else np.concatenate(outs, axis=3)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    cols = _im2col(x, w.shape[2:], stride, padding, dilation, out_hw)  # (C*K, N*P)
+    # NOTE: one BLAS GEMM per group, (O, C*K) @ (C*K, N*P); numpy's batched matmul does not reach BLAS here
+    out = _per_group(groups, w.reshape(w.shape[0], -1), cols, np.matmul)
+    return np.ascontiguousarray(out.reshape((w.shape[0], x.shape[0]) + out_hw).transpose(1, 0, 2, 3))
+
+
+def _as_rows(g):
+    """(N, O, OH, OW) -> (O, N*OH*OW), the GEMM layout of the output."""
+    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(g.shape[1], -1)
 
 
 def _conv2d_input_grad(g, w, x_shape, stride, padding, dilation, groups):
     n, c, h, wd = x_shape
-    cg, og = w.shape[1], w.shape[0] // groups
-    out_hw = g.shape[2:]
+    kh, kw = w.shape[2:]
+    wt = w.reshape(groups, w.shape[0] // groups, -1).transpose(0, 2, 1).reshape(-1, w.shape[0] // groups)
+    cols = _per_group(groups, wt, _as_rows(g), np.matmul)  # (C*K, N*P)
+    cols = cols.reshape((c, kh, kw, n) + g.shape[2:]).transpose(1, 2, 3, 0, 4, 5)  # [kh][kw] -> (N, C, OH, OW)
     xp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), g.dtype)
-    for gi in range(groups):
-        cols = np.tensordot(g[:, gi * og:(gi + 1) * og], w[gi * og:(gi + 1) * og], axes=([1], [0]))
-        _add_windows(xp[:, gi * cg:(gi + 1) * cg], cols.transpose(0, 3, 1, 2, 4, 5), stride, dilation, out_hw)
+    _add_windows(xp, cols, stride, dilation, g.shape[2:])
     return np.ascontiguousarray(_crop(xp, padding))
 
 
 def _conv2d_weight_grad(x, g, w_shape, stride, padding, dilation, groups):
-    cols = _windows(_pad(x, padding), w_shape[2:], stride, dilation, g.shape[2:])
-    cg, og = w_shape[1], w_shape[0] // groups
-    parts = [np.tensordot(g[:, gi * og:(gi + 1) * og], cols[:, gi * cg:(gi + 1) * cg], axes=([0, 2, 3], [0, 2, 3]))
-             for gi in range(groups)]
-    return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
+    cols = _im2col(x, w_shape[2:], stride, padding, dilation, g.shape[2:])  # (C*K, N*P)
+    return _per_group(groups, _as_rows(g), cols, lambda gr, cr: gr @ cr.T).reshape(w_shape)
 
 
 def _conv2d_infer(x, w, stride, padding, dilation, groups):
@@ -162,7 +179,8 @@ def _max_pool2d_scatter(g, x, kernel, stride, padding, dilation):
     flat = cols.reshape(g.shape + (-1,))
     np.put_along_axis(flat, idx[..., None], g[..., None], axis=4)
     xp = np.zeros(x.shape[:2] + (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]), g.dtype)
-    return np.ascontiguousarray(_crop(_add_windows(xp, cols, stride, dilation, hw), padding))
+    return np.ascontiguousarray(_crop(_add_windows(xp, cols.transpose(4, 5, 0, 1, 2, 3), stride, dilation, hw),
+                                      padding))
 
 
 def _batched(fn):
@@ -206,7 +224,7 @@ def _avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad)
     x_shape = (g.shape[0],) + tuple(x_shape[-3:]) if len(x_shape) == 3 else tuple(x_shape)
     hw = g.shape[2:]
     share = (g / _divisor(x_shape, kernel, stride, padding, count_include_pad, hw)).astype(g.dtype)
-    cols = np.broadcast_to(share[..., None, None], share.shape + tuple(kernel))
+    cols = [[share] * kernel[1]] * kernel[0]  # every kernel offset receives the same share
     xp = np.zeros(x_shape[:2] + (x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]), g.dtype)
     return np.ascontiguousarray(_crop(_add_windows(xp, cols, stride, (1, 1), hw), padding))
 

@@ -1,0 +1,130 @@
+"""Eager training speed: an MLP SGD-momentum step and ResNet-18 forward+backward, beside PyTorch eager.
+
+Workloads (median over many calls, one process per framework so BLAS/OpenMP threads don't fight):
+1. MLP 64-128-10, batch 64, MSE loss, SGD(lr=0.01, momentum=0.9): tracegrad eager, numpy by hand, PyTorch eager.
+2. ResNet-18, batch 8, 3x64x64, train mode, forward + backward of `(model(x) - labels).sum()`.
+
+Run from the repository root:  python benchmarks/bench_training.py [--quick]
+"""
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+B, DIMS, LR, MOM = 64, (64, 128, 10), 0.01, 0.9
+
+
+def bench(f, n, warm):
+    for _ in range(warm):
+        f()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e6
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((B, DIMS[0]), dtype=np.float32), rng.standard_normal((B, DIMS[-1]), dtype=np.float32),
+            rng.random((8, 3, 64, 64), dtype=np.float32), rng.random((8, 1000), dtype=np.float32))
+
+
+def framework_steps(lib):
+    """The MLP step and the ResNet-18 pass written once, for `lib` = tracegrad or torch."""
+    X, Y, img, labels = data()
+    lib.manual_seed(0)
+    mlp = lib.nn.Sequential(lib.nn.Linear(DIMS[0], DIMS[1]), lib.nn.ReLU(), lib.nn.Linear(DIMS[1], DIMS[2]))
+    opt = lib.optim.SGD(mlp.parameters(), lr=LR, momentum=MOM)
+    x, y = lib.from_numpy(X), lib.from_numpy(Y)
+
+    def mlp_step():
+        opt.zero_grad()
+        loss = lib.nn.functional.mse_loss(mlp(x), y)
+        loss.backward()
+        opt.step()
+
+    if lib.__name__ == "tracegrad":
+        resnet = lib.models.resnet18()
+    else:
+        sys.path.insert(0, "tests")
+        from test_models import _torch_resnet18
+        resnet = _torch_resnet18()[1]
+    xi, yl = lib.from_numpy(img), lib.from_numpy(labels)
+
+    def resnet_step():
+        resnet.zero_grad()
+        (resnet(xi) - yl).sum().backward()
+
+    return mlp_step, resnet_step
+
+
+def numpy_mlp_step():
+    X, Y, _, _ = data()
+    rng = np.random.default_rng(1)
+    W = [(rng.standard_normal((i, o)) / np.sqrt(i)).astype(np.float32) for i, o in zip(DIMS[:-1], DIMS[1:])]
+    b = [np.zeros(o, np.float32) for o in DIMS[1:]]
+    vW, vb = [np.zeros_like(w) for w in W], [np.zeros_like(v) for v in b]
+
+    def step():
+        acts, pre, h = [X], [], X
+        for i in range(2):
+            z = h @ W[i] + b[i]
+            pre.append(z)
+            h = np.maximum(z, 0) if i == 0 else z
+            acts.append(h)
+        d = 2.0 * (h - Y) / h.size
+        for i in (1, 0):
+            if i == 0:
+                d = d * (pre[0] > 0)
+            gW, gb = acts[i].T @ d, d.sum(0)
+            if i:
+                d = d @ W[i].T
+            vW[i] = MOM * vW[i] + gW
+            vb[i] = MOM * vb[i] + gb
+            W[i] -= LR * vW[i]
+            b[i] -= LR * vb[i]
+    return step
+
+
+def measure(lib_name, n_mlp, n_resnet):
+    lib = importlib.import_module(lib_name)
+    mlp_step, resnet_step = framework_steps(lib)
+    return {"mlp": bench(mlp_step, n_mlp, 20), "resnet": bench(resnet_step, n_resnet, 1)}
+
+
+def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        print(json.dumps(measure(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a few seconds)")
+    n_mlp, n_resnet = (20, 2) if ap.parse_args().quick else (300, 7)
+    results = {}
+    for lib in ["tracegrad"] + (["torch"] if importlib.util.find_spec("torch") else []):
+        out = subprocess.run([sys.executable, __file__, "--worker", lib, str(n_mlp), str(n_resnet)],
+                             capture_output=True, text=True, check=True).stdout
+        results[lib] = json.loads(out.strip().splitlines()[-1])
+    results["numpy-by-hand"] = {"mlp": bench(numpy_mlp_step(), n_mlp, 20), "resnet": None}
+    print(f"median us per call; {n_mlp} MLP steps, {n_resnet} ResNet-18 passes; each framework in its own process")
+    cols = list(results)
+    print(f"{'workload':<34}" + "".join(f"{c:>16}" for c in cols) + f"{'tg/torch':>10}{'tg/numpy':>10}")
+    for key, label in (("mlp", "MLP 64-128-10 b64 SGD step"), ("resnet", "ResNet-18 b8 3x64x64 fwd+bwd")):
+        cells = [results[c][key] for c in cols]
+        row = "".join(f"{'-':>16}" if v is None else f"{v:16.1f}" for v in cells)
+        tg = results["tracegrad"][key]
+        th = results.get("torch", {}).get(key)
+        nphand = results["numpy-by-hand"][key]
+        row += f"{tg / th:10.2f}" if th else f"{'-':>10}"
+        row += f"{tg / nphand:10.2f}" if nphand else f"{'-':>10}"
+        print(f"{label:<34}{row}")
+
+
+if __name__ == "__main__":
+    main()
