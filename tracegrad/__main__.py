@@ -10,8 +10,9 @@ def main(argv=None) -> int:
     demo.add_argument("--quick", action="store_true", help="accepted for symmetry with later demos")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import walkthrough
+        from .demo import training, walkthrough
         walkthrough()
+        training()
     return 0
 
 

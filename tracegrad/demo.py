@@ -1,7 +1,8 @@
 """The classic autograd walkthrough (PyTorch's "Autograd: automatic differentiation"), run eagerly.
 
->>> from tracegrad.demo import walkthrough
+>>> from tracegrad.demo import training, walkthrough
 >>> walkthrough(out=lambda *a: None)  # runs every step; prints nothing here
+>>> training(out=lambda *a: None)
 """
 from __future__ import annotations
 
@@ -78,6 +79,33 @@ def walkthrough(out=print) -> None:
             fn()
         except RuntimeError as e:
             out(f"{label}: RuntimeError: {str(e)[:110]}...")
+
+
+def training(out=print) -> None:
+    """The classic tutorial Net trained with optim.SGD on a fixed random regression problem."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(10, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x)))
+
+    torch.manual_seed(0)
+    net = Net()
+    out("\n== 7. Training the classic Net (Linear 10->5, relu, Linear 5->2) with optim.SGD ==")
+    out(net)
+    x, y = torch.randn(64, 10), torch.randn(64, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for step in range(31):
+        opt.zero_grad()
+        loss = F.mse_loss(net(x), y)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            out(f"step {step:2d}  loss {loss.item():.4f}")
 
 
 def _twice():

@@ -147,7 +147,10 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         elif padding == "same":
             if _pair(stride) != (1, 1):
                 raise ValueError("padding='same' is not supported for strided convolutions")
-            padding = tuple(d * (k - 1) // 2 for d, k in zip(_pair(dilation), weight.shape[2:]))
+            total = [d * (k - 1) for d, k in zip(_pair(dilation), weight.shape[2:])]
+            padding = tuple(t // 2 for t in total)
+            if any(t % 2 for t in total):  # as PyTorch: the odd extra row/column goes at the bottom/right
+                x = pad(x, (0, total[1] % 2, 0, total[0] % 2))
         else:
             raise ValueError(f"Invalid padding string {padding!r}, should be one of ['valid', 'same']")
     batched = x.ndim == 4
