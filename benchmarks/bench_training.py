@@ -1,14 +1,17 @@
 """Eager training speed: an MLP SGD-momentum step and ResNet-18 forward+backward, beside PyTorch eager.
 
-Workloads (median over many calls, one process per framework so BLAS/OpenMP threads don't fight):
-1. MLP 64-128-10, batch 64, MSE loss, SGD(lr=0.01, momentum=0.9): tracegrad eager, numpy by hand, PyTorch eager.
-2. ResNet-18, batch 8, 3x64x64, train mode, forward + backward of `(model(x) - labels).sum()`.
+Workloads (median over many calls, one process per framework and workload so BLAS/OpenMP threads don't fight):
+1. MLP 64-128-10, batch 64, MSE loss, SGD(lr=0.01, momentum=0.9): tracegrad eager, numpy by hand, PyTorch eager;
+   with one BLAS/OpenMP thread everywhere (these matrices are too small to gain from a second thread, and idle
+   worker threads spin-waiting on a shared 2-core machine made medians swing 20x between runs).
+2. ResNet-18, batch 8, 3x64x64, train mode, forward + backward of `(model(x) - labels).sum()`, default threads.
 
 Run from the repository root:  python benchmarks/bench_training.py [--quick]
 """
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -93,26 +96,35 @@ def numpy_mlp_step():
     return step
 
 
-def measure(lib_name, n_mlp, n_resnet):
+def measure(lib_name, workload, n):
+    if lib_name == "numpy-by-hand":
+        return bench(numpy_mlp_step(), n, 20) if workload == "mlp" else None
     lib = importlib.import_module(lib_name)
     mlp_step, resnet_step = framework_steps(lib)
-    return {"mlp": bench(mlp_step, n_mlp, 20), "resnet": bench(resnet_step, n_resnet, 1)}
+    return bench(mlp_step, n, 20) if workload == "mlp" else bench(resnet_step, n, 1)
+
+
+def run_worker(lib, workload, n):
+    env = dict(os.environ)
+    if workload == "mlp":
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, __file__, "--worker", lib, workload, str(n)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        print(json.dumps(measure(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        print(json.dumps(measure(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a few seconds)")
     n_mlp, n_resnet = (20, 2) if ap.parse_args().quick else (300, 7)
-    results = {}
-    for lib in ["tracegrad"] + (["torch"] if importlib.util.find_spec("torch") else []):
-        out = subprocess.run([sys.executable, __file__, "--worker", lib, str(n_mlp), str(n_resnet)],
-                             capture_output=True, text=True, check=True).stdout
-        results[lib] = json.loads(out.strip().splitlines()[-1])
-    results["numpy-by-hand"] = {"mlp": bench(numpy_mlp_step(), n_mlp, 20), "resnet": None}
-    print(f"median us per call; {n_mlp} MLP steps, {n_resnet} ResNet-18 passes; each framework in its own process")
+    libs = ["tracegrad"] + (["torch"] if importlib.util.find_spec("torch") else []) + ["numpy-by-hand"]
+    results = {lib: {"mlp": run_worker(lib, "mlp", n_mlp), "resnet": run_worker(lib, "resnet", n_resnet)}
+               for lib in libs}
+    print(f"median us per call; {n_mlp} MLP steps (1 BLAS thread), {n_resnet} ResNet-18 passes (default threads); "
+          f"each framework in its own process")
     cols = list(results)
     print(f"{'workload':<34}" + "".join(f"{c:>16}" for c in cols) + f"{'tg/torch':>10}{'tg/numpy':>10}")
     for key, label in (("mlp", "MLP 64-128-10 b64 SGD step"), ("resnet", "ResNet-18 b8 3x64x64 fwd+bwd")):

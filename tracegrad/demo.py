@@ -83,7 +83,7 @@ def walkthrough(out=print) -> None:
 
 def training(out=print) -> None:
     """The classic tutorial Net trained with optim.SGD on a fixed random regression problem."""
-    nn, F = torch.nn, torch.nn.functional
+    nn, F = torch.nn, torch.nn.functional  # noqa: N806 - PyTorch's usual names
 
     class Net(nn.Module):
         def __init__(self):

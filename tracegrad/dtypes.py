@@ -107,9 +107,10 @@ def result_type(*operands) -> DType:
     """
     dim = zero = wrapped = None
     for o in operands:
-        d = getattr(o, "dtype", None)
-        if isinstance(d, DType):  # a tensor (numpy scalars have a numpy dtype: they count as Python numbers)
-            if o.ndim:
+        data = getattr(o, "_data", None)  # a Tensor's array (numpy scalars count as Python numbers)
+        if data is not None:
+            d = _BY_NP[data.dtype]
+            if data.ndim:
                 dim = d if dim is None else promote_types(dim, d)
             else:
                 zero = d if zero is None else promote_types(zero, d)

@@ -263,24 +263,27 @@ clip = clamp
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with PyTorch's rules for 1-D operands and broadcast batch dimensions."""
     a, b = _tensor(a), _tensor(b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(f"matmul: both arguments to matmul need to be at least 1D, but they are {a.ndim}D and "
-                           f"{b.ndim}D")
+    ad, bd = a._data.ndim, b._data.ndim
+    if ad == 2 and bd == 2 and a._data.dtype == b._data.dtype and a._data.shape[1] == b._data.shape[0]:
+        return apply(P.matmul, a, b)  # the common case, checked cheaply
+    if ad == 0 or bd == 0:
+        raise RuntimeError(f"matmul: both arguments to matmul need to be at least 1D, but they are {ad}D and "
+                           f"{bd}D")
     if a.dtype is not b.dtype:
         raise RuntimeError(f"matmul: expected both operands to have the same dtype, but got: {a.dtype} != {b.dtype}")
-    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if a.shape[-1] != k_b and not (a.ndim == 2 and b.ndim == 2):
+    k_b = b.shape[0] if bd == 1 else b.shape[-2]
+    if a.shape[-1] != k_b and not (ad == 2 and bd == 2):
         raise RuntimeError(f"matmul: shapes {fmt(a.shape)} and {fmt(b.shape)} cannot be multiplied: the last dim "
                            f"of the first ({a.shape[-1]}) must equal the "
-                           f"{'only' if b.ndim == 1 else 'second-to-last'} dim of the second ({k_b})")
-    if a.ndim == 1 and b.ndim == 1:
+                           f"{'only' if bd == 1 else 'second-to-last'} dim of the second ({k_b})")
+    if ad == 1 and bd == 1:
         return _named(apply(P.matmul, unsqueeze(a, 0), unsqueeze(b, 1)).reshape(()), "DotBackward0")
-    if b.ndim == 1:
+    if bd == 1:
         return _named(squeeze(apply(P.matmul, a, unsqueeze(b, 1)), -1), "MvBackward0")
-    if a.ndim == 1:
+    if ad == 1:
         return _named(squeeze(apply(P.matmul, unsqueeze(a, 0), b), -2), "SqueezeBackward1")
     out = apply(P.matmul, a, b)
-    return out if a.ndim == b.ndim == 2 else _named(out, "UnsafeViewBackward0")
+    return out if ad == bd == 2 else _named(out, "UnsafeViewBackward0")
 
 
 mm = matmul
@@ -984,13 +987,22 @@ add_ sub_ mul_ div_ pow_ neg_ addcmul addcdiv addcmul_ addcdiv_ lerp lerp_ sqrt_
 exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
 
 
+def _mT(x: Tensor) -> Tensor:
+    """Swap the last two dims (`x.mT`); a fast path of `transpose(x, -2, -1)`, used by linear and matmul's VJP."""
+    n = x._data.ndim
+    if n < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got {n}-D tensor.")
+    perm = tuple(range(n - 2)) + (n - 1, n - 2)
+    return _named(apply(P.permute, x, perm=perm), "TransposeBackward0")
+
+
 def _bind_methods():
     g = globals()
     for name in _METHODS:
         setattr(Tensor, name, g[name])
     Tensor.float, Tensor.bool, Tensor.where = float_, bool__, lambda x, condition, y: where(condition, x, y)
     Tensor.T = property(lambda x: permute(x, *reversed(range(x.ndim))))
-    Tensor.mT = property(lambda x: transpose(x, -2, -1))
+    Tensor.mT = property(_mT)
     Tensor.__getitem__ = getitem
     Tensor.__setitem__ = setitem
     ops = {"add": add, "sub": sub, "mul": mul, "truediv": div, "floordiv": floor_divide, "mod": remainder,
