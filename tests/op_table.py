@@ -19,7 +19,7 @@ class Case:
     fn: Callable                 # fn(m, *tensors) with m = tracegrad or torch
     ref: Callable                # ref(*numpy arrays) -> array or tuple of arrays
     shapes: list                 # input shape tuples, one list entry per variant
-    domain: str = "real"         # real (normal) | positive (0.5..2) | away (0.3 <= |x| <= 1.5)
+    domain: str = "real"         # real (normal) | positive (0.5..2) | away (0.3 <= |x| <= 1.5) | unit (0.1..0.9)
     grad: bool = True            # first-order gradient check (float64 central differences)
     grad2: bool = True           # second-order check (gradgradcheck)
     notes: str = ""
@@ -127,6 +127,9 @@ CASES = [
          [(S, S, S)], domain="away"),
     Case("lerp", lambda m, a, b: m.lerp(a, b, 0.3), lambda a, b: a + 0.3 * (b - a), [(S, S)]),
     Case("lerp_high", lambda m, a, b: m.lerp(a, b, 0.9), lambda a, b: b - (b - a) * (1 - 0.9), [(S, S)]),
+    Case("log_sigmoid", lambda m, x: m.nn.functional.logsigmoid(x), lambda x: -np.logaddexp(0, -x), UNARY),
+    Case("bce", lambda m, x, t: m.nn.functional.binary_cross_entropy(x, t, reduction="none"),
+         lambda x, t: -(t * np.log(x) + (1 - t) * np.log1p(-x)), [(S, S)], domain="unit"),
     Case("sin", lambda m, x: x.sin(), np.sin, UNARY),
     Case("cos", lambda m, x: m.cos(x), np.cos, UNARY),
     Case("square", lambda m, x: m.square(x), np.square, UNARY[:2]),
@@ -235,6 +238,8 @@ def make_inputs(case: Case, shapes, dtype=np.float64) -> list:
     for shape in shapes:
         if case.domain == "positive":
             a = rng.uniform(0.5, 2.0, shape)
+        elif case.domain == "unit":
+            a = rng.uniform(0.1, 0.9, shape)
         elif case.domain == "away":
             a = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape)
         else:

@@ -88,6 +88,8 @@ def test_scalar_expression_matches_forward(name):
         vals = [rng.random(8) > 0.5] + [rng.uniform(0.5, 2.0, 8) for _ in range(arity - 1)]
     elif name.startswith("bitwise") or name == "floor_divide" or name == "remainder":
         vals = [rng.integers(1, 9, 8) for _ in range(arity)]
+    elif name == "binary_cross_entropy":  # probabilities and targets in (0, 1)
+        vals = [rng.uniform(0.05, 0.95, 8) for _ in range(arity)]
     else:
         vals = [rng.uniform(0.5, 2.0, 8) for _ in range(arity)]
     params = {"dtype": tg.float32} if name == "cast" else {}

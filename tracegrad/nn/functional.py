@@ -17,7 +17,7 @@ from ..ops import functions as T
 from ..ops.functions import _named, erf, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401 - re-exported
 from ..ops.shapes import fmt
 
-__all__ = ["linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
+__all__ = ["linear", "relu", "leaky_relu", "logsigmoid", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "embedding", "layer_norm", "batch_norm", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "flatten", "mse_loss", "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "one_hot", "pad"]
@@ -43,6 +43,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if bias is None else _named(out + bias, "AddmmBackward0" if x.ndim == 2 else "AddBackward0")
 
 
+def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)), computed without overflow."""
+    return T.log_sigmoid(x)
+
+
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     return _named(T.where(x > 0, x, x * negative_slope), "LeakyReluBackward0")
 
@@ -53,7 +58,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
         inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
         return _named(x * 0.5 * (tanh(inner) + 1.0), "GeluBackward0")
     if approximate != "none":
-        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
+        raise RuntimeError(f"gelu: approximate argument must be either none or tanh, got {approximate!r}")
     return _named(x * 0.5 * (erf(x * (1.0 / math.sqrt(2.0))) + 1.0), "GeluBackward0")
 
 
@@ -146,13 +151,13 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
             padding = 0
         elif padding == "same":
             if _pair(stride) != (1, 1):
-                raise ValueError("padding='same' is not supported for strided convolutions")
+                raise RuntimeError("conv2d: padding='same' is not supported for strided convolutions")
             total = [d * (k - 1) for d, k in zip(_pair(dilation), weight.shape[2:])]
             padding = tuple(t // 2 for t in total)
             if any(t % 2 for t in total):  # as PyTorch: the odd extra row/column goes at the bottom/right
                 x = pad(x, (0, total[1] % 2, 0, total[0] % 2))
         else:
-            raise ValueError(f"Invalid padding string {padding!r}, should be one of ['valid', 'same']")
+            raise RuntimeError(f"conv2d: Invalid padding string: {padding!r}, should be one of ['valid', 'same']")
     batched = x.ndim == 4
     out = T.conv2d_raw(x if batched else x.unsqueeze(0), weight, _pair(stride), _pair(padding), _pair(dilation),
                        int(groups))
@@ -184,9 +189,9 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool =
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     """Average over PyTorch's adaptive windows: [floor(i*H/oh), ceil((i+1)*H/oh))."""
-    oh, ow = _pair(output_size, "output_size") if not isinstance(output_size, int) else (output_size, output_size)
     h, w = x.shape[-2:]
-    oh, ow = oh or h, ow or w
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh, ow = h if oh is None else oh, w if ow is None else ow  # None keeps the input's size
     if (oh, ow) == (1, 1):
         return _named(x.mean((-2, -1), keepdim=True), "MeanBackward1")
     if h % oh == 0 and w % ow == 0:
@@ -208,7 +213,7 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
     if mode != "constant":
         raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
     if len(pad) % 2:
-        raise ValueError("Padding length must be divisible by 2")
+        raise RuntimeError("pad: Padding length must be divisible by 2")
     out = x
     for i in range(len(pad) // 2):
         d = x.ndim - 1 - i
@@ -269,9 +274,12 @@ def _check_targets(name, x, target):
     expected = (x.shape[0],) + tuple(x.shape[2:]) if x.ndim >= 2 else ()
     if target.is_floating_point():
         raise RuntimeError(f"{name}: expected target of dtype int64 (class indices), got {target.dtype}")
+    if x.ndim == 2 and target.ndim == 1 and target.shape[0] != x.shape[0]:  # PyTorch's class differs by rank
+        raise ValueError(f"{name}: Expected input batch_size ({x.shape[0]}) to match target batch_size "
+                         f"({target.shape[0]}).")
     if tuple(target.shape) != expected:
-        raise ValueError(f"{name}: Expected target size {fmt(expected)}, got {fmt(target.shape)} "
-                         f"(input shape {fmt(x.shape)})")
+        raise RuntimeError(f"{name}: Expected target size {fmt(expected)}, got {fmt(target.shape)} "
+                           f"(input shape {fmt(x.shape)})")
 
 
 def nll_loss(log_probs: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
@@ -299,7 +307,7 @@ def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None = None, ignor
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """log_softmax over dim 1 then nll_loss; targets are class indices or class probabilities."""
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        raise RuntimeError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     class_dim = 0 if x.ndim == 1 else 1
     logp = log_softmax(x, class_dim)
     n_classes = x.shape[class_dim]
@@ -336,7 +344,7 @@ def binary_cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None = None
     with no_grad():
         if bool(((x < 0) | (x > 1)).any()):
             raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1")
-    loss = -(target * x.log().clamp(min=-100) + (1 - target) * (1 - x).log().clamp(min=-100))
+    loss = T.binary_cross_entropy_elementwise(x, target)
     if weight is not None:
         loss = loss * weight
     return _named(_reduce(loss, reduction), "BinaryCrossEntropyBackward0")
@@ -347,9 +355,10 @@ def binary_cross_entropy_with_logits(x: Tensor, target: Tensor, weight: Tensor |
     """BCE on sigmoid(x) in the stable form (1-t) x + (1 + (pw-1) t) (log(1 + exp(-|x|)) + max(-x, 0))."""
     if tuple(x.shape) != tuple(target.shape):
         raise ValueError(f"Target size ({fmt(target.shape)}) must be the same as input size ({fmt(x.shape)})")
-    softplus_neg = ((-x.abs()).exp() + 1).log() + (-x).relu()  # log(1 + exp(-x)), never overflowing
-    coeff = 1 if pos_weight is None else (pos_weight - 1) * target + 1
-    loss = (1 - target) * x + coeff * softplus_neg
+    # -(pw t log sigmoid(x) + (1-t) log sigmoid(-x)), with a stable log_sigmoid primitive: its gradient
+    # is right at x == 0, where a composite built on abs() and relu() loses half of it.
+    positive = logsigmoid(x) * target if pos_weight is None else logsigmoid(x) * target * pos_weight
+    loss = -(positive + logsigmoid(-x) * (1 - target))
     if weight is not None:
         loss = loss * weight
     return _named(_reduce(loss, reduction), "BinaryCrossEntropyWithLogitsBackward0")

@@ -41,7 +41,11 @@ class Module:
     # ---------------------------------------------------------------- registration
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise AttributeError("cannot assign to a Module before Module.__init__() call")
+            if isinstance(value, (Parameter, Module)):
+                what = "parameters" if isinstance(value, Parameter) else "module"
+                raise AttributeError(f"cannot assign {what} before Module.__init__() call")
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Parameter):
             self._buffers.pop(name, None)
             self._modules.pop(name, None)
@@ -62,8 +66,12 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
                                 f"(tracegrad.nn.Parameter or None expected)")
             self._parameters[name] = None
+        elif name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
+                                f"(tracegrad.nn.Module or None expected)")
+            self._modules[name] = None
         else:
-            self._modules.pop(name, None)
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
@@ -130,7 +138,7 @@ class Module:
 
     def _named_members(self, store, prefix, recurse, remove_duplicate=True):
         seen = set()
-        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
         for mod_prefix, module in modules:
             for name, value in getattr(module, store).items():
                 if value is None or (remove_duplicate and value in seen):

@@ -205,6 +205,19 @@ exp, log, sqrt, tanh, sigmoid, sin, cos, erf = (_unary(op) for op in (P.exp, P.l
                                                                       P.sin, P.cos, P.erf))
 
 
+def log_sigmoid(x: Tensor) -> Tensor:
+    return apply(P.log_sigmoid, _floating(x))
+
+
+def log1p(x: Tensor) -> Tensor:
+    """log(1 + x); as a composite it is exact for |x| not tiny (no log1p primitive yet)."""
+    return _named(log(add(_floating(x), 1)), "Log1PBackward0")
+
+
+def binary_cross_entropy_elementwise(x: Tensor, target: Tensor) -> Tensor:
+    return _binary(P.binary_cross_entropy, x, target)
+
+
 def abs(x: Tensor) -> Tensor:  # noqa: A001
     return apply(P.abs_, x)
 
@@ -978,7 +991,7 @@ def avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad):
 
 # ------------------------------------------------------------------------------------------ Tensor methods
 _METHODS = """add sub mul div floor_divide remainder pow neg abs sign exp log sqrt rsqrt tanh sigmoid sin cos
-square relu maximum minimum clamp clip matmul mm eq ne lt le gt ge greater greater_equal less less_equal not_equal
+square relu log1p maximum minimum clamp clip matmul mm eq ne lt le gt ge greater greater_equal less less_equal not_equal
 bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xor logical_not isnan
 sum mean max min amax amin all any argmax argmin var std norm logsumexp softmax log_softmax
 reshape view view_as reshape_as permute transpose swapaxes t squeeze unsqueeze flatten unflatten expand expand_as

@@ -84,6 +84,10 @@ def _erf(x):
 _erf_ufunc = None
 erf = _unary("erf", _erf, "math.erf({0})",
              (lambda g, out, x: g * (2 / math.sqrt(math.pi)) * (-(x * x)).exp(),), (0,))
+# NOTE: log_sigmoid is a primitive for stability: log(sigmoid(x)) underflows to log(0) for x << 0.
+log_sigmoid = _unary("log_sigmoid", lambda x: -np.logaddexp(0, -x).astype(x.dtype, copy=False),
+                     "(-(max(-{0}, 0.0) + math.log1p(math.exp(-abs({0})))))",
+                     (lambda g, out, x: g * (-x).sigmoid(),), (0,), backward_name="LogSigmoidBackward0")
 sin = _unary("sin", np.sin, "math.sin({0})", (lambda g, out, x: g * x.cos(),), (0,))
 cos = _unary("cos", np.cos, "math.cos({0})", (lambda g, out, x: -g * x.sin(),), (0,))
 sign = _unary("sign", np.sign, "(({0} > 0) - ({0} < 0))")
@@ -137,6 +141,23 @@ def _where_infer(c, a, b):
 where = register(Op("where", E, np.where, _where_infer,
                     (None, lambda g, out, c, a, b: _F().where(c, g, 0.0),
                      lambda g, out, c, a, b: _F().where(c, 0.0, g)), (0,), "({1} if {0} else {2})", arity=3))
+
+
+
+
+def _bce_forward(x, t):
+    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 as PyTorch does
+        return -(t * np.maximum(np.log(x), -100) + (1 - t) * np.maximum(np.log1p(-x), -100))
+
+
+# NOTE: binary cross entropy is a primitive so its gradient matches PyTorch's at x in {0, 1}:
+# (x - t) / max(x (1 - x), 1e-12), where the composite through clamped logs gives 0 * inf = nan.
+binary_cross_entropy = _binop(
+    "binary_cross_entropy", _bce_forward,
+    "(-({1} * max(math.log({0}), -100.0) + (1.0 - {1}) * max(math.log1p(-{0}), -100.0)))",
+    (lambda g, out, x, t: g * (x - t) / _F().maximum(x * (1 - x), 1e-12),
+     lambda g, out, x, t: g * ((-x).log1p().clamp(min=-100) - x.log().clamp(min=-100))), (0, 1),
+    backward_name="BinaryCrossEntropyBackward0")
 
 
 # ---------------------------------------------------------------- reductions
