@@ -16,12 +16,11 @@ Run from the repository root:  python benchmarks/bench_eager.py [--quick]
 import argparse
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+from timing import bench
 
 import tracegrad as tg
 
@@ -30,17 +29,6 @@ import tracegrad as tg
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 K = 100  # elementwise ops in the per-op chain
-
-
-def bench(f, n, warm):
-    for _ in range(warm):
-        f()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e6  # microseconds
 
 
 def chain(x):  # per-op workload, shared by tracegrad and torch

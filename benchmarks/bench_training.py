@@ -12,25 +12,13 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+from timing import bench
 
 B, DIMS, LR, MOM = 64, (64, 128, 10), 0.01, 0.9
-
-
-def bench(f, n, warm):
-    for _ in range(warm):
-        f()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e6
 
 
 def data():
