@@ -19,7 +19,7 @@ class Case:
     fn: Callable                 # fn(m, *tensors) with m = tracegrad or torch
     ref: Callable                # ref(*numpy arrays) -> array or tuple of arrays
     shapes: list                 # input shape tuples, one list entry per variant
-    domain: str = "real"         # real (normal) | positive (0.5..2) | away (0.3 <= |x| <= 1.5) | unit (0.1..0.9)
+    domain: str = "real"         # a key of DOMAINS
     grad: bool = True            # first-order gradient check (float64 central differences)
     grad2: bool = True           # second-order check (gradgradcheck)
     notes: str = ""
@@ -231,21 +231,20 @@ CASES = [
 ]
 
 
-def make_inputs(case: Case, shapes, dtype=np.float64) -> list:
+DOMAINS = {  # how each input of a case is drawn
+    "real": lambda rng, shape: rng.standard_normal(shape),
+    "positive": lambda rng, shape: rng.uniform(0.5, 2.0, shape),
+    "unit": lambda rng, shape: rng.uniform(0.1, 0.9, shape),
+    "prob": lambda rng, shape: rng.uniform(0.05, 0.95, shape),
+    "away": lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape),
+    "big": lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(20.0, 200.0, shape),
+}
+
+
+def make_inputs(case, shapes, dtype=np.float64) -> list:
     """Deterministic inputs for one variant of a case, drawn from the case's domain."""
     rng = np.random.default_rng(zlib.crc32(case.name.encode()))
-    out = []
-    for shape in shapes:
-        if case.domain == "positive":
-            a = rng.uniform(0.5, 2.0, shape)
-        elif case.domain == "unit":
-            a = rng.uniform(0.1, 0.9, shape)
-        elif case.domain == "away":
-            a = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape)
-        else:
-            a = rng.standard_normal(shape)
-        out.append(np.asarray(a, dtype))
-    return out
+    return [np.asarray(DOMAINS[case.domain](rng, shape), dtype) for shape in shapes]
 
 
 def variants():

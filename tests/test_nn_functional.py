@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from op_table import make_inputs
 
 import tracegrad as tg
 import tracegrad.nn.functional as F
@@ -51,22 +51,6 @@ class Case:
 
     def ids(self):
         return [f"{self.name}-{'x'.join('_'.join(map(str, s)) or 's' for s in v)}" for v in self.shapes]
-
-
-def make_inputs(case: Case, shapes, dtype=np.float64) -> list:
-    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
-    out = []
-    for shape in shapes:
-        if case.domain == "away":
-            a = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape)
-        elif case.domain == "prob":
-            a = rng.uniform(0.05, 0.95, shape)
-        elif case.domain == "big":
-            a = rng.choice([-1.0, 1.0], shape) * rng.uniform(20.0, 200.0, shape)
-        else:
-            a = rng.standard_normal(shape)
-        out.append(np.asarray(a, dtype))
-    return out
 
 
 # ---------------------------------------------------------------- numpy references
