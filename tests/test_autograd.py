@@ -331,6 +331,8 @@ def test_in_place_ops_values():
     np.testing.assert_array_equal(x.numpy(), [7.0] * 3)
     x.copy_(tg.tensor([1, 2, 3]))
     np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
+    x /= 2
+    np.testing.assert_array_equal(x.numpy(), [0.5, 1.0, 1.5])
     x.zero_()
     np.testing.assert_array_equal(x.numpy(), [0.0] * 3)
     y = tg.zeros(2, 3)
@@ -384,3 +386,20 @@ def test_gradcheck_catches_a_wrong_gradient():
     x = tg.randn(3, dtype=tg.float64, requires_grad=True)
     with pytest.raises(AssertionError, match="Jacobian mismatch"):
         tg.autograd.gradcheck(lambda t: t.detach() * t, (x,))  # autograd misses d/dt through detach
+
+
+def test_python_zero_constants_keep_their_sign():
+    x = tg.tensor([1.0, 2.0])
+    assert not np.signbit((x * 0.0).numpy()).any()
+    assert np.signbit((x * -0.0).numpy()).all()  # the cached 0.0 must not be reused for -0.0
+    assert not np.signbit((x * 0.0).numpy()).any()
+
+
+def test_min_max_of_int64_extremes():
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    x = tg.tensor([[lo, 0, hi], [3, lo, 5]])
+    assert x.min().item() == lo and x.max().item() == hi
+    assert x.amin(1).tolist() == [lo, lo] and x.argmin(1).tolist() == [0, 1]
+    values, indices = x.min(dim=0)
+    assert values.tolist() == [lo, lo, 5] and indices.tolist() == [0, 1, 1]
+    assert x.argmin().item() == 0 and x.argmax().item() == 2

@@ -67,6 +67,8 @@ ERRORS = [
      "element 0 of tensors does not require grad and does not have a grad_fn"),
     ("backward_non_scalar", lambda: (_leaf() * 2).backward(), RuntimeError,
      "grad can be implicitly created only for scalar outputs (output 0 has shape [2]"),
+    ("backward_gradient_count", lambda: tg.autograd.backward([_leaf() * 2, _leaf() * 3], [tg.ones(2)]),
+     RuntimeError, "Mismatch in number of gradients: got 1 gradients for 2 outputs"),
     ("backward_gradient_shape", lambda: (_leaf() * 2).backward(tg.ones(3)), RuntimeError,
      "Mismatch in shape: grad_output[0] has a shape of [3] and output[0] has a shape of [2]."),
     ("second_backward", _second_backward, RuntimeError,

@@ -343,15 +343,19 @@ def apply(op, *inputs, **params) -> Tensor:
     return res
 
 
+def _avals(inputs) -> list:
+    return [AbstractValue(t._data.shape, t.dtype) for t in inputs]
+
+
 def _check_rule(op, inputs, params, res) -> None:
-    expected = op.infer(*[AbstractValue(t._data.shape, t.dtype) for t in inputs], **params)
+    expected = op.infer(*_avals(inputs), **params)
     if (expected.shape, expected.dtype) != (res._data.shape, res.dtype):
         raise AssertionError(f"{op.name}: shape rule says {expected}, forward gave {res.aval}")
     OPS_SEEN.add(op.name)
 
 
 def _op_error(op, inputs, params, error) -> Exception:
-    avals = [AbstractValue(t._data.shape, t.dtype) for t in inputs]
+    avals = _avals(inputs)
     try:
         op.infer(*avals, **params)
     except (RuntimeError, TypeError, IndexError, ValueError) as ours:

@@ -12,10 +12,11 @@ import numpy as np
 class DType:
     """A tensor element type; compares by identity, prints like ``tracegrad.float32``."""
 
-    __slots__ = ("name", "np", "is_floating_point", "itemsize", "category")
+    __slots__ = ("name", "np", "is_floating_point", "itemsize", "category", "tensor_type")
 
-    def __init__(self, name: str, np_dtype, category: int):
+    def __init__(self, name: str, np_dtype, category: int, tensor_type: str):
         self.name = name
+        self.tensor_type = tensor_type  # PyTorch's legacy type name, used in messages: 'FloatTensor'
         self.np = np.dtype(np_dtype)
         self.category = category  # 0 bool, 1 integer, 2 floating
         self.is_floating_point = category == 2
@@ -28,10 +29,10 @@ class DType:
         return (from_numpy_dtype, (self.np.str,))
 
 
-bool_ = DType("bool", np.bool_, 0)
-int64 = DType("int64", np.int64, 1)
-float32 = DType("float32", np.float32, 2)
-float64 = DType("float64", np.float64, 2)
+bool_ = DType("bool", np.bool_, 0, "BoolTensor")
+int64 = DType("int64", np.int64, 1, "LongTensor")
+float32 = DType("float32", np.float32, 2, "FloatTensor")
+float64 = DType("float64", np.float64, 2, "DoubleTensor")
 
 ALL = (bool_, int64, float32, float64)
 # NOTE: for these four dtypes PyTorch's promote_types is "the later one in this order";

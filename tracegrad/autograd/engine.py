@@ -12,23 +12,23 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..ops.shapes import fmt
+from . import node as _nodes
 from .grad_mode import set_grad_enabled
 from .node import AccumulateGrad
 
 
 def _as_list(x):
-    from .._tensor import Tensor
-    if x is None or isinstance(x, Tensor):
+    if x is None or isinstance(x, _nodes.Tensor):
         return [x]
     return list(x)
 
 
 def _root_grads(outputs, grad_outputs):
-    from .._tensor import Tensor
+    Tensor = _nodes.Tensor  # noqa: N806 - handed to autograd.node by _tensor.py (no import cycle)
     grads = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
     if len(grads) != len(outputs):
-        raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got {len(grads)} gradients "
-                           f"for {len(outputs)} outputs")
+        raise RuntimeError(f"Mismatch in number of gradients: got {len(grads)} gradients for {len(outputs)} "
+                           f"outputs")
     result = []
     for i, (out, g) in enumerate(zip(outputs, grads)):
         if not isinstance(out, Tensor):

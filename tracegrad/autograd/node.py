@@ -164,11 +164,11 @@ class Node(_GraphNode):
             shape, dt = self._out[0].shape, self._out[0].dtype
         else:
             shape, dt = t._data.shape, t._data.dtype
-        kind = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "bool": "BoolTensor"}
         return (f"one of the variables needed for gradient computation has been modified by an inplace operation: "
-                f"[tracegrad.{kind[dt.name]} {fmt(shape)}], which is {what}, is at version {now}; expected version "
-                f"{expected} instead (it was saved by {self._name}). Hint: the operation that modified it ran after "
-                f"the op that saved it; use .clone() before modifying it in place, or modify a copy.")
+                f"[tracegrad.{_NP_TO_DTYPE[dt].tensor_type} {fmt(shape)}], which is {what}, is at version {now}; "
+                f"expected version {expected} instead (it was saved by {self._name}). Hint: the operation that "
+                f"modified it ran after the op that saved it; use .clone() before modifying it in place, or modify "
+                f"a copy.")
 
 
 def sum_to(g, shape):

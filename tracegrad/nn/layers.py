@@ -16,12 +16,9 @@ from .. import dtypes
 from ..creation import empty, ones, tensor, zeros
 from . import functional as F
 from . import init
+from .functional import _pair
 from .module import Module
 from .parameter import Parameter
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 class Identity(Module):

@@ -26,7 +26,7 @@ from ..dtypes import result_type
 from . import nn_primitives as NNP
 from . import primitives as P
 from .registry import REGISTRY
-from .shapes import broadcastable_to, fmt, normalize_dim, normalize_dims
+from .shapes import broadcastable_to, fmt, normalize_dim, normalize_dims, reduced_shape
 
 max_result = namedtuple("max", ["values", "indices"])
 min_result = namedtuple("min", ["values", "indices"])
@@ -47,7 +47,8 @@ def _const(value, np_dtype) -> Tensor:
 
     These tensors are internal (graph inputs that never require grad) and are never written to.
     """
-    key = (type(value), value, np_dtype)
+    # NOTE: 0.0 == -0.0 with equal hashes: key zeros by their text, or x * -0.0 would lose its sign
+    key = (type(value), value if value else repr(value), np_dtype)
     t = _CONSTANTS.get(key)
     if t is None:
         if len(_CONSTANTS) > 4096:
@@ -201,16 +202,12 @@ def _unary(op):
     return fn
 
 
-exp, log, sqrt, tanh, sigmoid, sin, cos, erf = (_unary(op) for op in (P.exp, P.log, P.sqrt, P.tanh, P.sigmoid,
-                                                                      P.sin, P.cos, P.erf))
-
-
-def log_sigmoid(x: Tensor) -> Tensor:
-    return apply(P.log_sigmoid, _floating(x))
+exp, log, sqrt, tanh, sigmoid, log_sigmoid, sin, cos, erf = (
+    _unary(op) for op in (P.exp, P.log, P.sqrt, P.tanh, P.sigmoid, P.log_sigmoid, P.sin, P.cos, P.erf))
 
 
 def log1p(x: Tensor) -> Tensor:
-    """log(1 + x); as a composite it is exact for |x| not tiny (no log1p primitive yet)."""
+    """log(1 + x) as a composite: it loses relative precision for tiny |x| (there is no log1p primitive yet)."""
     return _named(log(add(_floating(x), 1)), "Log1PBackward0")
 
 
@@ -328,16 +325,15 @@ def _bitwise(kind):
 bitwise_and, bitwise_or, bitwise_xor = _bitwise("and"), _bitwise("or"), _bitwise("xor")
 
 
-def logical_and(a, b):
-    return _binary(REGISTRY["logical_and"], _tensor(a).bool(), b.bool() if isinstance(b, Tensor) else bool(b))
+def _logical(kind):
+    def fn(a, b):
+        return _binary(REGISTRY[f"logical_{kind}"], _tensor(a).bool(), b.bool() if isinstance(b, Tensor) else bool(b))
+    fn.__name__ = f"logical_{kind}"
+    fn.__doc__ = f"Elementwise logical {kind} of the operands' truth values, as a bool tensor."
+    return fn
 
 
-def logical_or(a, b):
-    return _binary(REGISTRY["logical_or"], _tensor(a).bool(), b.bool() if isinstance(b, Tensor) else bool(b))
-
-
-def logical_xor(a, b):
-    return _binary(REGISTRY["logical_xor"], _tensor(a).bool(), b.bool() if isinstance(b, Tensor) else bool(b))
+logical_and, logical_or, logical_xor = _logical("and"), _logical("or"), _logical("xor")
 
 
 def logical_not(x):
@@ -397,22 +393,15 @@ def _max_min(x: Tensor, dim, keepdim, other, largest: bool):
     if dim is None:
         return _named(amax(x) if largest else amin(x), f"{name.capitalize()}Backward1")
     d = normalize_dim(name, dim, x.ndim)
-    idx = argmax(x if largest else _flip_for_argmin(x), d, keepdim=True)
+    idx = (argmax if largest else argmin)(x, d, keepdim=True)
     index = tuple(idx._data if i == d else np.arange(n).reshape([-1 if j == i else 1 for j in range(x.ndim)])
                   for i, n in enumerate(idx.shape))
     values = apply(P.getitem, x, index=index)
     if not keepdim:
-        values, idx = values.reshape(_drop(values.shape, d)), idx.reshape(_drop(idx.shape, d))
+        shape = reduced_shape(values.shape, (d,), False)
+        values, idx = values.reshape(shape), idx.reshape(shape)
     values = _named(values, f"{name.capitalize()}Backward0")
     return (max_result if largest else min_result)(values, idx)
-
-
-def _flip_for_argmin(x):
-    return neg(x) if x._data.dtype != np.bool_ else logical_not(x)
-
-
-def _drop(shape, d):
-    return tuple(n for i, n in enumerate(shape) if i != d)
 
 
 def max(x: Tensor, dim=None, keepdim=False, other=None):  # noqa: A001
@@ -429,8 +418,7 @@ def amax(x: Tensor, dim=None, keepdim=False):
 
 
 def amin(x: Tensor, dim=None, keepdim=False):
-    return _named(neg(amax(_flip_for_argmin(x), dim, keepdim)) if x._data.dtype != np.bool_
-                  else logical_not(amax(logical_not(x), dim, keepdim)), "AminBackward0")
+    return apply(P.amin, x, axes=normalize_dims("amin", dim, x.ndim), keepdim=keepdim)
 
 
 def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
@@ -449,7 +437,8 @@ def argmax(x: Tensor, dim=None, keepdim=False):
 
 
 def argmin(x: Tensor, dim=None, keepdim=False):
-    return argmax(_flip_for_argmin(x), dim, keepdim)
+    axis = None if dim is None else normalize_dim("argmin", dim, x.ndim)
+    return apply(P.argmin, x, axis=axis, keepdim=keepdim)
 
 
 def _correction(unbiased, correction):
@@ -505,11 +494,7 @@ def logsumexp(x: Tensor, dim=None, keepdim=False):
     m = amax(x.detach(), axes, keepdim=True)
     m = where(eq(abs(m), math.inf), 0.0, m)
     out = add(log(sum(exp(sub(x, m)), axes, keepdim=True)), m)
-    return _named(out if keepdim else out.reshape(_reduced(x.shape, axes)), "LogsumexpBackward0")
-
-
-def _reduced(shape, axes):
-    return tuple(n for i, n in enumerate(shape) if i not in axes)
+    return _named(out if keepdim else out.reshape(reduced_shape(x.shape, axes, False)), "LogsumexpBackward0")
 
 
 def softmax(x: Tensor, dim: int, dtype=None):
@@ -562,9 +547,9 @@ def reshape_as(x, other):
 def permute(x: Tensor, *dims) -> Tensor:
     dims = _sizes(dims)
     if len(dims) != x.ndim:
-        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the length "
-                           f"of the desired ordering of dimensions i.e. input.dim() = {x.ndim} is not equal to "
-                           f"len(dims) = {len(dims)}".replace("(sparse_coo)", ""))
+        raise RuntimeError(f"permute: number of dimensions in the tensor input does not match the length of the "
+                           f"desired ordering of dimensions i.e. input.dim() = {x.ndim} is not equal to "
+                           f"len(dims) = {len(dims)}")
     perm = tuple(normalize_dim("permute", d, x.ndim) for d in dims)
     if len(set(perm)) != len(perm):
         raise RuntimeError(f"permute: repeated dim in {list(dims)}")
@@ -772,6 +757,13 @@ def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------ in-place ops
+def _check_writable(x: Tensor, name: str) -> None:
+    if not x._data.flags.writeable:
+        raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor refers to "
+                           f"a single memory location (an expanded tensor). Please clone() the tensor before "
+                           f"performing the operation.")
+
+
 def _inplace(x: Tensor, name: str, fn, *args) -> Tensor:
     """Run `fn(x, *args)` and write the result into x's storage, recording it as an in-place op.
 
@@ -795,10 +787,7 @@ def _inplace(x: Tensor, name: str, fn, *args) -> Tensor:
                            f"{fmt(res.shape)}")
     if res.dtype.category > x.dtype.category:
         raise RuntimeError(f"{name}: result type {res.dtype} can't be cast to the desired output type {x.dtype}")
-    if not x._data.flags.writeable:
-        raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor refers to "
-                           f"a single memory location (an expanded tensor). Please clone() the tensor before "
-                           f"performing the operation.")
+    _check_writable(x, name)
     x._data[...] = res._data
     x._version_box()[0] += 1
     if tracking:
@@ -806,13 +795,14 @@ def _inplace(x: Tensor, name: str, fn, *args) -> Tensor:
     return x
 
 
+# fill_ and copy_ are where(True, new, old): the result stays in the graph (zero gradient to `old`).
 def _fill(t, value):
-    return where(Tensor._make(np.ones((), np.bool_)), value if not isinstance(value, Tensor) else value.to(t.dtype),
+    return where(_const(True, np.bool_), value if not isinstance(value, Tensor) else value.to(t.dtype),
                  t).to(t.dtype)
 
 
 def _copy(t, src):
-    return where(Tensor._make(np.ones((), np.bool_)), expand(to(src, t.dtype), t.shape), t)
+    return where(_const(True, np.bool_), expand(to(src, t.dtype), t.shape), t)
 
 
 def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
@@ -934,16 +924,15 @@ def setitem(x: Tensor, index, value) -> None:
     steps = pytorch_index_steps(index, x.ndim)
     if not (_GRAD.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))):
         v = value._data if isinstance(value, Tensor) else value
-        if not x._data.flags.writeable:
-            raise RuntimeError("setitem: cannot write into an expanded tensor; clone() it first")
+        _check_writable(x, "setitem")
         try:
             if steps is not None:
                 x._data[steps[0]][steps[1]] = v  # the basic step is a view: the write lands in x
             else:
                 x._data[index] = v
-        except IndexError as e:
-            raise IndexError(f"index: {str(e).replace('axis', 'dimension')} (tensor of shape {fmt(x.shape)})") \
-                from None
+        except IndexError:
+            P.getitem.infer(x.aval, index=index)  # raises getitem's message (index, dimension, shape)
+            raise
         except ValueError as e:
             P.index_put.infer(x.aval, Tensor._make(np.asarray(v)).aval, index=index)
             raise RuntimeError(f"setitem: {e}") from None

@@ -165,15 +165,10 @@ def _keep(t, axes, keepdim):
     """Reinsert reduced axes as size 1, so a reduced value broadcasts against its input."""
     if keepdim or not axes:
         return t
-    return t.reshape(reduced_shape(_shape_of(t, axes), axes, True))
-
-
-def _shape_of(t, axes):
-    # the input shape is not needed to reinsert size-1 axes: only the output shape and the axes
-    shape = list(t.shape)
+    shape = list(t.shape)  # only the output shape and the (sorted) axes are needed, not the input shape
     for a in axes:
         shape.insert(a, 1)
-    return tuple(shape)
+    return t.reshape(tuple(shape))
 
 
 def _reduce_infer(name, int_to_long):
@@ -192,29 +187,34 @@ sum_ = register(Op("sum", R, _np_sum, _reduce_infer("sum", True),
                    (lambda g, out, x, axes, keepdim: _keep(g, axes, keepdim).expand(x.shape),), arity=1))
 
 
-def _amax_vjp(g, out, x, axes, keepdim):
+def _extremum_vjp(g, out, x, axes, keepdim):
     mask = (x == _keep(out, axes, keepdim)).to(g.dtype)
     return _keep(g, axes, keepdim) * mask / mask.sum(axes, keepdim=True)
 
 
-# NOTE: max/min without dim spread the gradient evenly over ties, as PyTorch's amax does.
-amax = register(Op("amax", R, lambda x, axes, keepdim: np.amax(x, axis=axes, keepdims=keepdim),
-                   _reduce_infer("amax", False), (_amax_vjp,), (0, "out"), arity=1))
+def _extremum(name, np_fn):
+    # NOTE: max/min without dim spread the gradient evenly over ties, as PyTorch's amax/amin do. amin is
+    # not -amax(-x): negating int64's minimum overflows.
+    return register(Op(name, R, lambda x, axes, keepdim: np_fn(x, axis=axes, keepdims=keepdim),
+                       _reduce_infer(name, False), (_extremum_vjp,), (0, "out"), arity=1))
 
 
-def _argmax_infer(x, axis, keepdim):
-    return AV(reduced_shape(x.shape, () if axis is None else (axis,), keepdim) if axis is not None
-              else ((1,) * x.ndim if keepdim else ()), dtypes.int64)
+amax, amin = _extremum("amax", np.amax), _extremum("amin", np.amin)
 
 
-def _np_argmax(x, axis, keepdim):
-    if axis is None:
-        out = np.argmax(x)
-        return np.asarray(out, np.int64).reshape((1,) * x.ndim if keepdim else ())
-    return np.argmax(x, axis=axis, keepdims=keepdim).astype(np.int64, copy=False)
+def _arg_infer(x, axis, keepdim):
+    return AV(reduced_shape(x.shape, tuple(range(x.ndim)) if axis is None else (axis,), keepdim), dtypes.int64)
 
 
-argmax = register(Op("argmax", R, _np_argmax, _argmax_infer, arity=1))
+def _arg_extremum(name, np_fn):
+    def forward(x, axis, keepdim):
+        if axis is None:
+            return np.asarray(np_fn(x), np.int64).reshape((1,) * x.ndim if keepdim else ())
+        return np_fn(x, axis=axis, keepdims=keepdim).astype(np.int64, copy=False)
+    return register(Op(name, R, forward, _arg_infer, arity=1))
+
+
+argmax, argmin = _arg_extremum("argmax", np.argmax), _arg_extremum("argmin", np.argmin)
 
 
 def _norm_forward(x, axes, keepdim):

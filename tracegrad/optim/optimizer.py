@@ -36,13 +36,10 @@ class _RequiredParameter:
 
 required = _RequiredParameter()
 
-_TYPENAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "bool": "BoolTensor"}
-
-
 def _typename(obj) -> str:
     """PyTorch's `torch.typename`: 'tracegrad.FloatTensor' for tensors, 'module.Class' otherwise."""
     if isinstance(obj, Tensor):
-        return f"tracegrad.{_TYPENAMES[obj.dtype.name]}"
+        return f"tracegrad.{obj.dtype.tensor_type}"
     cls = type(obj)
     module = cls.__module__
     return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
