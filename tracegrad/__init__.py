@@ -132,6 +132,16 @@ dtype = dtypes.DType
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
+from .ir import Graph  # noqa: E402
+from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one
+    CompiledFunction,
+    TraceError,
+    compile,
+    explain,
+    grad,
+    trace,
+    value_and_grad,
+)
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from . import dtypes
+from . import _tracing, dtypes
 from .autograd import node as _node_module
 from .autograd.grad_mode import STATE as _GRAD
 from .autograd.node import AccumulateGrad, Node, RemovableHandle
@@ -64,6 +64,8 @@ class Tensor:
         t._vbox = None
         t._base = None
         t._acc = None
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.born(t)
         return t
 
     def __init__(self, data, dtype=None, requires_grad=False):
@@ -71,6 +73,8 @@ class Tensor:
         self._data = _to_array(data, dtype)
         self._rg = False
         self.grad_fn = self._grad = self._vbox = self._base = self._acc = None
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.born(self)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -154,6 +158,8 @@ class Tensor:
                           "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
                           "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor.",
                           UserWarning, stacklevel=2)
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.touch_grad(self)
         return self._grad
 
     @grad.setter
@@ -167,6 +173,8 @@ class Tensor:
             if value._data.dtype != self._data.dtype:
                 raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} (tensor has "
                                    f"{self.dtype})")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.touch_grad(self)
         self._grad = value
 
     @property
@@ -203,6 +211,8 @@ class Tensor:
         t = Tensor._make(self._data)
         t._vbox = self._version_box()
         t._base = self._base
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.alias(t, self)
         return t
 
     def detach_(self) -> Tensor:
@@ -215,7 +225,10 @@ class Tensor:
     @property
     def data(self) -> Tensor:
         """Same storage, no autograd history, own version counter (in-place changes go unchecked)."""
-        return Tensor._make(self._data)
+        t = Tensor._make(self._data)
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.alias(t, self)
+        return t
 
     @data.setter
     def data(self, value: Tensor):
@@ -223,6 +236,9 @@ class Tensor:
             raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
         if value._data.dtype != self._data.dtype and self._rg and value._data.dtype.kind != "f":
             raise RuntimeError(f"data set to a tensor of dtype {value.dtype} on a tensor that requires grad")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.set_data(self, value)
+            return
         self._data = value._data
 
     def _version_box(self) -> list:
@@ -240,20 +256,28 @@ class Tensor:
         if self._rg:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                                "instead.")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "numpy")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
         if self._rg:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                                "instead.")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "numpy")
         return self._data if dtype is None else self._data.astype(dtype)
 
     def item(self):
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "item")
         return self._data.reshape(()).item()
 
     def tolist(self):
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "tolist")
         return self._data.tolist()
 
     def __float__(self):
@@ -274,6 +298,8 @@ class Tensor:
     def __bool__(self):
         if self._data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is ambiguous")
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "bool")
         return bool(self._data.reshape(()))
 
     def __repr__(self):
@@ -336,10 +362,13 @@ def apply(op, *inputs, **params) -> Tensor:
         for t in inputs:
             if t._rg:
                 res._rg = True
-                res.grad_fn = Node(op, params, inputs, res)
+                res.grad_fn = Node(op, params, inputs, res) if _tracing.TRACER is None else \
+                    _tracing.TRACER.grad_fn(op)
                 if res._base is not None:
                     res._vbox[1] = True
                 break
+    if _tracing.TRACER is not None:
+        _tracing.TRACER.record(op, inputs, params, res)
     return res
 
 

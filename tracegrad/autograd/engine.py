@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .. import _tracing
 from ..ops.shapes import fmt
 from . import node as _nodes
 from .grad_mode import set_grad_enabled
@@ -85,6 +86,8 @@ def _node_of(t):
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None, allow_unused=False,
                  accumulate=True):
     """Propagate gradients from `outputs`; accumulate into leaves, or capture those of `inputs`."""
+    if _tracing.TRACER is not None:  # inside a traced function the compiler's autodiff pass derives it
+        return _tracing.TRACER.run_backward(outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate)
     outputs = _as_list(outputs)
     grads0 = _root_grads(outputs, grad_outputs)
     if retain_graph is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _tracing
 from ..ops.registry import AbstractValue, Kind
 from ..ops.shapes import fmt
 
@@ -56,6 +57,8 @@ class AccumulateGrad(_GraphNode):
         self._pre_hooks = None
 
     def accumulate(self, grad, create_graph: bool):
+        if _tracing.TRACER is not None:
+            return _tracing.TRACER.accumulate_grad(self.variable, grad, create_graph)
         leaf = self.variable
         if leaf._grad is None:
             leaf._grad = grad if create_graph else Tensor._make(np.array(grad._data, copy=True))

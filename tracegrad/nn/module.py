@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import _tracing
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
 from ..ops.shapes import fmt
@@ -275,6 +276,8 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.note_module(self)  # guards on its training flag and its tensors' identity
         return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:

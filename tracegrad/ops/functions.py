@@ -17,7 +17,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import dtypes
+from .. import _tracing, dtypes
 from .._tensor import Tensor, apply
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
@@ -778,6 +778,8 @@ def _inplace(x: Tensor, name: str, fn, *args) -> Tensor:
                                f"while recording gradients: tracegrad does not rebase the history of views as "
                                f"PyTorch does. Use .clone() first, or modify under no_grad().")
         before = Tensor._make(x._data.copy(), x._rg, x.grad_fn)  # the value the op's node saves, if any
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.alias(before, x, copy=True)
         res = fn(before, *args)
     else:
         with no_grad():
@@ -788,7 +790,10 @@ def _inplace(x: Tensor, name: str, fn, *args) -> Tensor:
     if res.dtype.category > x.dtype.category:
         raise RuntimeError(f"{name}: result type {res.dtype} can't be cast to the desired output type {x.dtype}")
     _check_writable(x, name)
-    x._data[...] = res._data
+    if _tracing.TRACER is not None:
+        _tracing.TRACER.write(x, res)  # records the new value, then writes it like the line below
+    else:
+        x._data[...] = res._data
     x._version_box()[0] += 1
     if tracking:
         x.grad_fn, x._rg = res.grad_fn, res._rg
@@ -809,7 +814,7 @@ def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
     """`x op= other`. Outside the graph numpy writes straight into x's storage (no temporary):
     this is the path optimizer updates take under no_grad."""
     other_is_tensor = isinstance(other, Tensor)
-    if not (_GRAD.enabled and (x._rg or (other_is_tensor and other._rg))):
+    if not (_GRAD.enabled and (x._rg or (other_is_tensor and other._rg))) and _tracing.TRACER is None:
         o = other._data if other_is_tensor else other
         dt = result_type(x, other)
         if dt.category <= x.dtype.category and x._data.flags.writeable and \
@@ -922,7 +927,7 @@ def setitem(x: Tensor, index, value) -> None:
     """`x[index] = value`: a direct write, or on a tensor in the graph an in-place `index_put`."""
     index = normalize_index(index)
     steps = pytorch_index_steps(index, x.ndim)
-    if not (_GRAD.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))):
+    if not (_GRAD.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))) and _tracing.TRACER is None:
         v = value._data if isinstance(value, Tensor) else value
         _check_writable(x, "setitem")
         try:
@@ -940,7 +945,7 @@ def setitem(x: Tensor, index, value) -> None:
         return
     if steps is not None:
         raise RuntimeError("setitem: an index mixing integers and index tensors is not supported while recording "
-                           "gradients; index in two steps instead, e.g. y = x[1] then y[:2, idx] = value")
+                           "gradients or tracing; index in two steps instead, e.g. y = x[1] then y[:2, idx] = value")
     _inplace(x, "setitem", lambda t, v: index_put(t, v, index), value)
 
 

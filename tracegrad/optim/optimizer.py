@@ -21,6 +21,7 @@ from collections import defaultdict
 from itertools import chain
 from typing import Any
 
+from .. import _tracing
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
 
@@ -175,9 +176,12 @@ class Optimizer:
         """Perform one optimization step; `closure` (optional) re-evaluates the loss and returns it."""
         raise NotImplementedError
 
-    @staticmethod
-    def _eval_closure(closure):
-        """Run `closure` with gradients enabled (the step itself runs under no_grad)."""
+    def _eval_closure(self, closure):
+        """Run `closure` with gradients enabled (the step itself runs under no_grad).
+
+        Every `step` starts here, so this is also where a tracer learns that the optimizer is used."""
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.note_optimizer(self)
         if closure is None:
             return None
         with enable_grad():

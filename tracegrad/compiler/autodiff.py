@@ -1,0 +1,104 @@
+"""The autodiff pass: reverse mode over the IR, with the VJP rules of the op registry.
+
+It walks the graph's nodes from the last to the first. For a node whose output has a cotangent it
+calls the op's VJP rules (the same rules eager autograd runs) on tensors bound to the node's values;
+the ops the rules apply are recorded by the active tracer, so the backward nodes land in the same
+graph, marked ``phase="backward"``. Gradients of values used several times are summed; broadcast
+gradients are summed back to their input's shape here, once, as in eager mode. With
+`create_graph` the backward nodes are themselves differentiable, so grad-of-grad works in the graph.
+
+>>> import tracegrad as tg
+>>> def f(x):
+...     y = (x * x).sum()
+...     (g,) = tg.autograd.grad(y, [x])
+...     return g
+>>> print(tg.trace(f, tg.ones(2, requires_grad=True)))
+graph f(x:f32[2]) {
+  c0:f32[] = const 1.0
+  %0:f32[2] = mul x, x
+  %1:f32[] = sum %0 axes=(0,) keepdim=False
+  # backward (derived by the autodiff pass)
+  %2:f32[1] = reshape c0 shape=(1,)
+  %3:f32[2] = expand %2 shape=(2,)
+  %4:f32[2] = mul %3, x
+  %5:f32[2] = mul %3, x
+  %6:f32[2] = add %4, %5
+  return %6
+}
+"""
+from __future__ import annotations
+
+from ..autograd.grad_mode import set_grad_enabled
+from ..autograd.node import _NP_TO_DTYPE, sum_to
+from ..ops.registry import AbstractValue, Kind
+
+
+def backward_pass(tracer, roots, wrt, create_graph: bool):
+    """Cotangents of `roots` [(value, seed tensor)] propagated back through `tracer.graph`.
+
+    Returns ``(grads, leaves)``: `grads` lists the gradient tensor (or None) of each value in `wrt`;
+    `leaves` maps each input value reached (a leaf: argument, captured state or constant) to its gradient.
+    """
+    graph = tracer.graph
+    pending: dict = {}
+    for v, g in roots:
+        pending[v] = pending[v] + g if v in pending else g
+    wanted = set(wrt) if wrt is not None else set()
+    captured: dict = {}
+    nodes = list(graph.nodes)  # the nodes recorded so far: the forward (and earlier backward) part
+    with set_grad_enabled(create_graph):
+        for node in reversed(nodes):
+            g = pending.pop(node.out, None)
+            if g is None:
+                continue
+            if node.out in wanted:
+                captured[node.out] = g
+            if not node.out.requires_grad or not node.op.differentiable:
+                continue
+            produced = tracer.tensor_of.get(node.out)
+            fn = getattr(produced, "grad_fn", None)
+            if fn is not None and getattr(fn, "_pre_hooks", None):
+                g = fn.run_pre_hooks(g)
+            if fn is not None and getattr(fn, "_retained", None) is not None:
+                from ..tracer.context import TraceError, user_location
+                raise TraceError(f"{user_location()}: retain_grad() on a tensor inside a traced function is not "
+                                 f"supported; return the tensor and use tracegrad.autograd.grad on it instead")
+            for v, gi in zip(node.inputs, _vjp(tracer, node, g)):
+                if gi is not None:
+                    pending[v] = pending[v] + gi if v in pending else gi
+    grads = None
+    if wrt is not None:
+        grads = [captured.get(v, pending.get(v)) for v in wrt]
+    leaves = {v: g for v, g in pending.items() if v.producer is None}
+    return grads, leaves
+
+
+def _vjp(tracer, node, g):
+    """The node's input gradients (None where an input doesn't require grad), at the inputs' shapes."""
+    op, params, inputs = node.op, node.params, node.inputs
+    if op.kind is Kind.ELEMENTWISE:
+        args = [None] * len(inputs)
+    else:
+        args = [AbstractValue(v.shape, v.dtype) for v in inputs]
+    for i in op.saved_inputs:
+        args[i] = tracer.tensor_for(inputs[i])
+    out = tracer.tensor_for(node.out) if op.save_out else None
+    rules, variadic = op.vjp, op.arity is None
+    grads = []
+    for i, v in enumerate(inputs):
+        if not v.requires_grad:
+            grads.append(None)
+            continue
+        if variadic:
+            gi = rules[0](g, out, *args, i=i, **params)
+        elif rules[i] is None:
+            grads.append(None)
+            continue
+        else:
+            gi = rules[i](g, out, *args, **params)
+        if gi._data.shape != v.shape:
+            gi = sum_to(gi, v.shape)
+        if gi._data.dtype != v.dtype.np:
+            gi = gi.to(_NP_TO_DTYPE[v.dtype.np])
+        grads.append(gi)
+    return grads

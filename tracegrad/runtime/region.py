@@ -1,0 +1,144 @@
+"""Compiled regions differentiated from eager code: the forward/backward partition and its autograd node.
+
+When a compiled function returns tensors that require grad (``tracegrad.compile(model)(x)``), the
+autodiff pass derives the region's backward at trace time, with one cotangent input per differentiable
+output. The partition then splits the graph: the forward graph also returns the values the backward
+reads (the saved tensors, listed with their bytes by `explain`), and the backward graph maps saved
+values and cotangents to the gradients of the region's leaves. At each call the outputs get one
+autograd node for the whole region, so an eager ``loss.backward()`` runs the backward graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd.grad_mode import STATE as _GRAD
+from ..autograd.node import _GraphNode
+from ..ir import Graph
+
+_NO_EDGE = (None, 0)
+
+
+class Region:
+    """Where the backward nodes start, and which values are cotangents, leaves and their gradients."""
+
+    def __init__(self, start, diff_outputs, cots, leaves, grads):
+        self.start, self.diff_outputs, self.cots, self.leaves, self.grads = start, diff_outputs, cots, leaves, grads
+        self.backward = None
+        self.saved = []
+        self.bwd_program = None
+
+    @classmethod
+    def partition(cls, graph, start, diff_outputs, cots, leaves, grads) -> Region:
+        return cls(start, diff_outputs, cots, leaves, grads)
+
+    def split(self, graph: Graph) -> Graph:
+        """The forward graph (returning the saved values after the outputs); sets `self.backward`."""
+        fwd_nodes, bwd_nodes = graph.nodes[:self.start], graph.nodes[self.start:]
+        made = {n.out for n in bwd_nodes} | set(self.cots)
+        saved, consts = [], {}
+        reads = [v for n in bwd_nodes for v in n.inputs] + [g for g in self.grads if g is not None]
+        for v in reads:
+            if v in made or v in saved or v in consts:
+                continue
+            if v in graph.consts:
+                consts[v] = graph.consts[v]
+            else:
+                saved.append(v)
+        fwd = graph.copy()
+        fwd.nodes = fwd.nodes[:self.start]
+        fwd.outputs = list(graph.outputs) + saved
+        fwd.consts = {v: a for v, a in graph.consts.items() if v not in consts or _used(v, fwd_nodes)}
+        bwd = Graph(graph.name + "_backward")
+        bwd.args = saved + list(self.cots)
+        bwd.consts = consts
+        bwd.nodes = graph.copy().nodes[self.start:]
+        bwd.outputs = [g for g in self.grads if g is not None]
+        self.backward, self.saved = bwd, saved
+        self.n_outputs = len(graph.outputs)
+        return fwd
+
+    def saved_report(self) -> list:
+        return [(f"{v.name}:{v.type_str()}" + (f" ({v.producer.op.name})" if v.producer else " (input)"), v.nbytes)
+                for v in self.saved]
+
+
+def _used(v, nodes) -> bool:
+    return any(v in n.inputs for n in nodes)
+
+
+class _Pack(dict):
+    """Cotangents of a region's outputs, keyed by output index; the engine sums packs with `+`."""
+
+    def __add__(self, other):
+        out = _Pack(self)
+        for k, g in other.items():
+            out[k] = out[k] + g if k in out else g
+        return out
+
+
+class CompiledRegionBackward(_GraphNode):
+    """One autograd node for a whole compiled region: runs its backward graph."""
+
+    __slots__ = ("region", "saved", "next_functions", "_retained", "cot_avals", "grad_index")
+
+    def __init__(self, region: Region, saved: list, leaf_tensors: list, cot_avals: list):
+        self.region, self.saved, self._pre_hooks, self._retained = region, saved, None, None
+        self.cot_avals = cot_avals
+        self.next_functions = tuple(((t.grad_fn if t.grad_fn is not None else t._accumulator()), 0) if t._rg
+                                    else _NO_EDGE for t in leaf_tensors)
+        self.grad_index = []  # position of each leaf's gradient among the backward graph's outputs, or None
+        k = 0
+        for g in region.grads:
+            self.grad_index.append(None if g is None else k)
+            k += g is not None
+
+    def name(self) -> str:
+        return "CompiledFunctionBackward"
+
+    def apply(self, pack):
+        from .._tensor import Tensor
+        if self.saved is None:
+            raise RuntimeError("Trying to backward through the graph of a compiled function a second time; specify "
+                               "retain_graph=True on the first backward.")
+        if _GRAD.enabled:
+            raise RuntimeError("create_graph=True through a compiled region is not supported: its backward graph is "
+                               "not differentiable. Compute higher-order gradients inside the compiled function "
+                               "(tracegrad.grad or autograd.grad with create_graph=True), or call it uncompiled.")
+        cots = []
+        for k, (shape, dt) in enumerate(self.cot_avals):
+            g = pack.get(self.region.diff_outputs[k])
+            cots.append(np.zeros(shape, dt) if g is None else g._data)
+        outs = self.region.bwd_program.outputs(self.saved + cots)
+        return [None if i is None else Tensor._make(np.array(outs[i], copy=False))
+                for i in self.grad_index]
+
+    def release(self):
+        self.saved = None
+
+
+class CompiledRegionOutput(_GraphNode):
+    """The grad_fn of output `index` of a compiled region: hands its gradient to the region's node."""
+
+    __slots__ = ("index", "next_functions", "_retained")
+
+    def __init__(self, node: CompiledRegionBackward, index: int):
+        self.index, self.next_functions, self._pre_hooks, self._retained = index, ((node, 0),), None, None
+
+    def name(self) -> str:
+        return "CompiledFunctionBackward"
+
+    def apply(self, grad):
+        return [_Pack({self.index: grad})]
+
+    def release(self):
+        pass
+
+
+def attach_region(region: Region, outputs: list, saved: list, leaf_tensors: list) -> None:
+    """Give the region's differentiable outputs one shared autograd node."""
+    cot_avals = [(outputs[i]._data.shape, outputs[i]._data.dtype) for i in region.diff_outputs]
+    node = CompiledRegionBackward(region, saved, leaf_tensors, cot_avals)
+    for i in region.diff_outputs:
+        t = outputs[i]
+        t._rg = True
+        t.grad_fn = CompiledRegionOutput(node, i)

@@ -1,0 +1,181 @@
+"""One compiled variant of a function: its graph, the captured objects it reads, its guards, and `run`.
+
+`run` reads the arguments' and the captured tensors' arrays, executes the program (checking the
+value guards as it goes), and only when everything has run writes the new state back in place (so a
+failed guard or an error leaves nothing half-applied), sets the `.grad`s and builds the outputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._tensor import Tensor
+from ..autograd.grad_mode import STATE as _GRAD
+from ..compiler.passes import run_pipeline
+from .interpreter import Program
+from .region import attach_region
+
+
+def _hyper(opt) -> tuple:
+    """An optimizer's hyperparameters and parameter identities (guarded: a changed lr retraces)."""
+    out = []
+    for group in opt.param_groups:
+        out.append(tuple((k, v if not isinstance(v, Tensor) else id(v)) for k, v in group.items() if k != "params"))
+        out.append(tuple(map(id, group["params"])))
+    return tuple(out)
+
+
+class Variant:
+    def __init__(self):
+        self.graph = None
+        self.region = None
+
+    @classmethod
+    def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes) -> Variant:
+        self = cls()
+        graph = tracer.graph
+        if region is not None:
+            graph = region.split(graph)
+        self.traced = tracer.graph
+        self.graph = run_pipeline(graph, passes, print_each=print_passes)
+        self.program = Program(self.graph)
+        if region is not None:
+            region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
+            region.bwd_program = Program(region.backward)
+        self.region = region
+        g = self.graph
+        self.arg_tensor_ids = [id(t) for t in tracer.arg_tensors]
+        self.state_tensors = [tracer.owner[v] for v in g.state]
+        self.state_meta = [(t._data.shape, t._data.dtype, t._rg) for t in self.state_tensors]
+        index = {v: ("arg", i) for i, v in enumerate(g.args)}
+        index.update({v: ("state", i) for i, v in enumerate(g.state)})
+        self.write_targets = [index[target] for target, _ in g.writes]
+        self.grad_tensors = list(tracer.grad_write_tensors)
+        self.grad_guards = list(tracer.grad_guards)
+        self.modules = [(m, m.training, tuple(map(id, m._parameters.values())), tuple(map(id, m._buffers.values())))
+                        for m in tracer.modules.values()]
+        self.optimizers = [(opt, _hyper(opt)) for opt, _ in tracer.optimizers.values()]
+        self.names = tracer.names
+        self.out_tree = out_tree
+        self.out_spec = []
+        k = 0
+        for leaf in out_leaves:
+            if isinstance(leaf, Tensor):
+                self.out_spec.append(("tensor", k))
+                k += 1
+            else:
+                self.out_spec.append(("static", leaf))
+        self.out_inputs = [index.get(v) for v in g.outputs[:k]]
+        self.n_tensor_outputs = k
+        self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
+        return self
+
+    # ------------------------------------------------------------------ guards on captured state
+    def check_state(self):
+        """None if the captured state still matches the trace, else the reason it doesn't."""
+        for t, meta in zip(self.state_tensors, self.state_meta):
+            if (t._data.shape, t._data.dtype, t._rg) != meta:
+                return (f"captured tensor {self._name(t)}: shape/dtype/requires_grad {meta[0]} {meta[1]} {meta[2]} "
+                        f"-> {t._data.shape} {t._data.dtype} {t._rg}")
+        for t, was_none in self.grad_guards:
+            if (t._grad is None) != was_none:
+                return f"{self._name(t)}.grad: {'None' if was_none else 'a tensor'} -> " \
+                       f"{'a tensor' if was_none else 'None'}"
+        for m, training, params, buffers in self.modules:
+            if m.training != training:
+                return f"module {type(m).__name__}.training: {training} -> {m.training}"
+            if params != tuple(map(id, m._parameters.values())) or buffers != tuple(map(id, m._buffers.values())):
+                return f"module {type(m).__name__}: a parameter or buffer was replaced by another tensor"
+        for opt, hyper in self.optimizers:
+            now = _hyper(opt)
+            if now != hyper:
+                return f"optimizer {type(opt).__name__}: hyperparameters {_changed(hyper, now)}"
+        return None
+
+    def describe_state_guards(self) -> list:
+        out = [f"{self._name(t)}: shape {list(m[0])}, {m[1]}, requires_grad={m[2]}"
+               for t, m in zip(self.state_tensors, self.state_meta)]
+        out += [f"{self._name(t)}.grad is {'None' if n else 'a tensor'}" for t, n in self.grad_guards]
+        out += [f"module {type(m).__name__}.training == {tr}" for m, tr, _, _ in self.modules]
+        out += [f"optimizer {type(o).__name__} hyperparameters unchanged" for o, _ in self.optimizers]
+        return out
+
+    def _name(self, t) -> str:
+        return self.names.get(id(t), f"tensor {list(t.shape)}")
+
+    # ------------------------------------------------------------------ running
+    def run(self, tensors: list):
+        args = self._args(tensors)
+        inputs = [t._data for t in args] + [t._data for t in self.state_tensors]
+        env = self.program.run(inputs)
+        p = self.program
+        self._write_back(args, [env[s] for s in p.write_slots], [None if s is None else env[s]
+                                                               for s in p.grad_slots], inputs)
+        arrays = [env[s] for s in p.output_slots]
+        return self._outputs(args, arrays)
+
+    def _args(self, tensors):
+        if len(self.arg_tensor_ids) == len(tensors):
+            return tensors
+        seen, out = set(), []
+        for t in tensors:  # the same tensor passed twice is one graph input
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+        return out
+
+    def _write_back(self, args, news, grads, inputs):
+        input_ids = {id(a) for a in inputs}
+        targets = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.write_targets]
+        news = [n.copy() if (n.base is not None or id(n) in input_ids) else n for n in news]
+        for t, new in zip(targets, news):
+            np.copyto(t._data, new)
+            t._version_box()[0] += 1
+        for t, g in zip(self.grad_tensors, grads):
+            if g is None:
+                t._grad = None
+            else:
+                if g.base is not None or not g.flags.writeable or id(g) in input_ids:
+                    g = g.copy()
+                t._grad = Tensor._make(g)
+
+    def _outputs(self, args, arrays, saved=None):
+        n = self.n_tensor_outputs
+        tensors = []
+        for k in range(n):
+            src = self.out_inputs[k]
+            if src is not None and src[0] == "arg" and arrays[k] is args[src[1]]._data:
+                tensors.append(args[src[1]])
+            elif src is not None and src[0] == "state" and arrays[k] is self.state_tensors[src[1]]._data:
+                tensors.append(self.state_tensors[src[1]])
+            else:
+                a = arrays[k]
+                tensors.append(Tensor._make(a if a.flags.writeable else a.copy()))
+        if self.region is not None and _GRAD.enabled:
+            saved = arrays[n:] if saved is None else saved
+            leaves = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.leaf_targets]
+            attach_region(self.region, tensors, list(saved), leaves)
+        leaves = []
+        for kind, x in self.out_spec:
+            leaves.append(tensors[x] if kind == "tensor" else x)
+        from ..tracer.pytree import unflatten
+        return unflatten(self.out_tree, leaves)
+
+    def outputs_from_trace(self, tracer, out_leaves):
+        """The outputs of the call that was traced (its effects already happened while tracing)."""
+        args = list(tracer.arg_tensors)
+        tensor_leaves = [t for t in out_leaves if isinstance(t, Tensor)]
+        arrays = [t._data for t in tensor_leaves]
+        saved = None
+        if self.region is not None:
+            saved = [tracer.arrays[v] for v in self.region.saved]
+        return self._outputs(args, arrays, saved)
+
+
+def _changed(old, new) -> str:
+    parts = []
+    for a, b in zip(old, new):
+        if a != b and a and isinstance(a[0], tuple):
+            for (k, x), (_, y) in zip(a, b):
+                if x != y:
+                    parts.append(f"{k} {x!r} -> {y!r}")
+    return ", ".join(parts) or "parameters changed"

@@ -1,0 +1,447 @@
+"""`compile`, `trace`, `grad` and `value_and_grad`: the user's doors into static graphs.
+
+>>> import tracegrad as tg
+>>> w = tg.tensor([1.0, 2.0], requires_grad=True)
+>>> @tg.compile
+... def step(x):
+...     loss = ((w * x).sum() - 1.0) ** 2
+...     loss.backward()
+...     with tg.no_grad():
+...         w.sub_(0.1 * w.grad)
+...     w.grad = None
+...     return loss
+>>> [round(step(tg.ones(2)).item(), 4) for _ in range(3)]
+[4.0, 1.44, 0.5184]
+>>> w
+tensor([0.2160, 1.2160], requires_grad=True)
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import warnings
+
+import numpy as np
+
+from .. import _tracing
+from .._tensor import Tensor
+from ..autograd.grad_mode import STATE as _GRAD
+from ..autograd.grad_mode import enable_grad
+from ..compiler.autodiff import backward_pass
+from ..compiler.passes import DEFAULT_PASSES
+from ..ir import Graph, Value
+from ..runtime.interpreter import GuardFailed
+from ..runtime.region import Region
+from ..runtime.variant import Variant
+from .context import TraceError, Tracer, short_location
+from .pytree import flatten
+
+BACKENDS = ("interpret", "eager", "numba")
+
+
+def _describe(leaf):
+    if isinstance(leaf, Tensor):
+        return ("tensor", tuple(leaf._data.shape), leaf.dtype.name, leaf._rg)
+    try:
+        hash(leaf)
+        return ("static", type(leaf).__name__, leaf)
+    except TypeError:
+        return ("static", type(leaf).__name__, repr(leaf))
+
+
+def _diff(old_key, new_key) -> str:
+    (old_tree, old_desc, old_grad), (new_tree, new_desc, new_grad) = old_key, new_key
+    if old_grad != new_grad:
+        return f"grad mode: {'enabled' if old_grad else 'disabled'} -> {'enabled' if new_grad else 'disabled'}"
+    if old_tree != new_tree or [p for p, _ in old_desc] != [p for p, _ in new_desc]:
+        return "the arguments' structure changed"
+    parts = []
+    for (path, a), (_, b) in zip(old_desc, new_desc):
+        if a == b:
+            continue
+        if a[0] != b[0]:
+            parts.append(f"input {path}: {a[0]} -> {b[0]}")
+        elif a[0] == "tensor":
+            for i, what in ((1, "shape"), (2, "dtype"), (3, "requires_grad")):
+                if a[i] != b[i]:
+                    parts.append(f"input {path}: {what} {a[i]} -> {b[i]}")
+        else:
+            parts.append(f"input {path}: static value {a[2]!r} -> {b[2]!r}")
+    return "; ".join(parts) or "signature changed"
+
+
+class CompiledFunction:
+    """A function traced into graphs, one per signature and guard outcome, run by a backend.
+
+    Call it like the function. `explain(*args)` describes what was compiled; `graphs()` lists the
+    cached graphs; `retraces` holds the reason of every trace.
+    """
+
+    def __init__(self, fn, backend: str = "interpret", strict: bool = False, max_variants: int = 8,
+                 passes=DEFAULT_PASSES, print_passes: bool | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "numba":
+            raise NotImplementedError("compile: backend='numba' (fused numba kernels) is not built yet; use "
+                                      "backend='interpret' (the default for now) or backend='eager'")
+        functools.update_wrapper(self, fn, updated=())
+        self.fn = fn
+        self.backend = backend
+        self.strict = strict
+        self.max_variants = max_variants
+        self.passes = tuple(passes)
+        self.print_passes = print_passes
+        self.retraces: list[str] = []
+        self._cache: dict = {}
+        self._keys: list = []
+        self._n_variants = 0
+        self._fallback = False
+        self._pending_state_reason = None
+        try:
+            self._signature = inspect.signature(fn.forward if hasattr(fn, "forward") and
+                                                not inspect.isfunction(fn) else fn)
+        except (TypeError, ValueError):
+            self._signature = None
+
+    def __getattr__(self, name):
+        # a compiled module still answers .parameters(), .train(), ... (PyTorch's OptimizedModule does too)
+        if name.startswith("__") or name in ("fn",):
+            raise AttributeError(name)
+        return getattr(self.__dict__["fn"], name)
+
+    def __repr__(self):
+        return f"<compiled {getattr(self.fn, '__name__', type(self.fn).__name__)} ({self.backend})>"
+
+    # ------------------------------------------------------------------ calling
+    def _flatten_args(self, args, kwargs):
+        if self._signature is not None:
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+                named = dict(bound.arguments)
+                leaves = []
+                for name, value in named.items():
+                    sub, _ = flatten(value, name)
+                    leaves.extend(sub)
+                _, tree = flatten((args, kwargs))
+                return leaves, tree
+            except TypeError:
+                pass
+        leaves, tree = flatten((args, kwargs), "args")
+        return leaves, tree
+
+    def __call__(self, *args, **kwargs):
+        if _tracing.TRACER is not None or self.backend == "eager" or self._fallback:
+            return self.fn(*args, **kwargs)  # inside another trace the function is inlined
+        leaves, tree = self._flatten_args(args, kwargs)
+        key = (tree, tuple((p, _describe(x)) for p, x in leaves), _GRAD.enabled)
+        tensors = [x for _, x in leaves if isinstance(x, Tensor)]
+        reasons = []
+        for variant in self._cache.get(key, ()):
+            why = variant.check_state()
+            if why is not None:
+                reasons.append(why)
+                continue
+            try:
+                return variant.run(tensors)
+            except GuardFailed as e:
+                reasons.append(f"guard {e.guard.what}() at {short_location(e.guard.loc)}: traced with "
+                               f"{_short(e.guard.expected)}, got {_short(e.got)}")
+        if self._pending_state_reason is not None and key in self._cache:
+            reasons.insert(0, self._pending_state_reason)
+        self._pending_state_reason = None
+        if reasons:
+            reason = "; ".join(dict.fromkeys(reasons))
+        elif not self._keys:
+            reason = "first call"
+        elif key in self._cache or (self._keys and key == self._keys[-1]):
+            reason = self._last_uncached or "retrace"
+        else:
+            reason = _diff(self._keys[-1], key)
+        if self._n_variants >= self.max_variants:
+            return self._give_up(reason, args, kwargs)
+        return self._trace_and_run(key, leaves, args, kwargs, reason)
+
+    _last_uncached = None
+
+    def _give_up(self, reason, args, kwargs):
+        history = "\n  ".join(self.retraces + [reason])
+        msg = (f"{self.__name__}: more than {self.max_variants} traced variants (max_variants); the reasons:\n  "
+               f"{history}")
+        if self.strict:
+            raise TraceError(msg + "\nFix the cause of the retraces (e.g. make the data-dependent value a static "
+                             "argument, keep shapes fixed) or raise max_variants.")
+        warnings.warn(msg + "\nFrom now on it runs eagerly.", RuntimeWarning, stacklevel=3)
+        self._fallback = True
+        return self.fn(*args, **kwargs)
+
+    def _trace_and_run(self, key, leaves, args, kwargs, reason):
+        self.retraces.append(reason)
+        tracer = Tracer(getattr(self.fn, "__name__", type(self.fn).__name__), strict=self.strict)
+        out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
+        escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
+        variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes)
+        outputs = variant.outputs_from_trace(tracer, out_leaves)
+        if key not in self._keys:
+            self._keys.append(key)
+        if escaped:
+            # the call created tensors that outlive it (optimizer state made on the first step, tensors stored
+            # in Python objects): the next call's Python takes another path, so this graph is not reused
+            names = ", ".join(sorted({f"{list(t.shape)}" for t in escaped[:3]}))
+            self._last_uncached = (f"the previous call created tensors that outlive it ({len(escaped)}, e.g. "
+                                   f"{names}: optimizer state or tensors stored in Python objects)")
+            self._pending_state_reason = self._last_uncached
+        else:
+            self._cache.setdefault(key, []).append(variant)
+            self._n_variants += 1
+            self._last_uncached = None
+        self.last_variant = variant
+        return outputs
+
+    # ------------------------------------------------------------------ inspection
+    def graphs(self) -> list[Graph]:
+        """The graphs cached so far (after the passes), one per variant."""
+        return [v.graph for vs in self._cache.values() for v in vs]
+
+    def explain(self, *args, **kwargs) -> Explanation:
+        """What compiling for these arguments gives: IR, backward, guards, saved tensors, retraces, counts.
+
+        Traces without running the step (captured state is restored afterwards).
+        """
+        leaves, _ = self._flatten_args(args, kwargs)
+        tracer = Tracer(getattr(self.fn, "__name__", "f"), strict=self.strict)
+        try:
+            out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
+            variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False)
+        finally:
+            tracer.undo()
+        return Explanation(tracer.graph, variant, list(self.retraces))
+
+
+def _short(x):
+    if isinstance(x, (list, np.ndarray)):
+        return f"<array of {np.asarray(x).size}>"
+    return repr(x)
+
+
+def _run_traced(tracer, fn, leaves, args, kwargs, region_ok):
+    """Run `fn` under `tracer`; returns the outputs' structure, their leaves, and the region (or None)."""
+    with tracer.active():
+        try:
+            for path, leaf in leaves:
+                if isinstance(leaf, Tensor) and id(leaf) not in tracer.val:
+                    tracer.add_arg(leaf, path)
+            out = fn(*args, **kwargs)
+            out_leaves_p, out_tree = flatten(out)
+            out_leaves = [x for _, x in out_leaves_p]
+            out_tensors = [x for x in out_leaves if isinstance(x, Tensor)]
+            region = None
+            if region_ok and _GRAD.enabled and not tracer.did_backward and any(t._rg for t in out_tensors):
+                region = _derive_region(tracer, out_tensors)
+            tracer.finish(out_tensors)
+        except BaseException:
+            tracer.undo()
+            raise
+    return out_tree, out_leaves, region
+
+
+def _derive_region(tracer, out_tensors):
+    """The backward of a compiled region differentiated from outside: cotangent inputs -> leaf gradients."""
+    graph = tracer.graph
+    start = len(graph.nodes)
+    diff = [i for i, t in enumerate(out_tensors) if t._rg and t.is_floating_point()]
+    cots = []
+    roots = []
+    for i in diff:
+        t = out_tensors[i]
+        c = Tensor._make(np.ones_like(t._data))
+        cv = Value(t._data.shape, t.dtype, f"ct{i}")
+        tracer.val[id(c)] = (c, cv)
+        tracer.arrays[cv] = c._data
+        cots.append(cv)
+        roots.append((tracer.value_of(t), c))
+    leaves = [v for v in graph.args + graph.state if v.requires_grad]
+    with tracer.in_phase("backward"):
+        grads, _ = backward_pass(tracer, roots, leaves, create_graph=False)
+    grad_values = [None if g is None else tracer.value_of(g) for g in grads]
+    tracer.phase = "forward"
+    return Region.partition(graph, start, diff, cots, leaves, grad_values)
+
+
+class Explanation:
+    """The report of `CompiledFunction.explain` (print it); its parts are attributes."""
+
+    def __init__(self, traced: Graph, variant: Variant, retraces: list):
+        self.traced = traced
+        self.graph = variant.graph
+        self.backward = variant.region.backward if variant.region is not None else None
+        self.guards = list(variant.graph.guards)
+        self.state_guards = variant.describe_state_guards()
+        self.saved = variant.region.saved_report() if variant.region is not None else []
+        self.retraces = retraces
+        self.counts = variant.graph.counts_by_kind()
+
+    def __str__(self):
+        g = self.graph
+        lines = [f"=== graph ({len(g.nodes)} nodes after passes; {len(self.traced.nodes)} traced)", g.format()]
+        if self.backward is not None:
+            lines += [f"=== backward of the compiled region ({len(self.backward.nodes)} nodes)", str(self.backward)]
+        elif any(n.phase == "backward" for n in g.nodes):
+            lines.append("=== backward: derived inside the graph (the function calls backward)")
+        lines.append(f"=== node counts by kind: {self.counts}")
+        lines.append(f"=== guards ({len(self.guards)} on values, {len(self.state_guards)} on state)")
+        lines += [f"  {x.what}() == {_short(x.expected)} at {x.loc}" for x in self.guards]
+        lines += [f"  {s}" for s in self.state_guards]
+        if self.saved:
+            total = sum(b for _, b in self.saved)
+            lines.append(f"=== saved for backward: {len(self.saved)} tensors, {total} bytes")
+            lines += [f"  {name}: {b} bytes" for name, b in self.saved]
+        lines.append(f"=== traces so far: {len(self.retraces)}")
+        lines += [f"  {i + 1}. {r}" for i, r in enumerate(self.retraces)]
+        lines.append("=== note: Python side effects (print, appending to lists, counters) happen while tracing "
+                     "only; the graph repeats tensor computations and state updates, nothing else.")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# ---------------------------------------------------------------------------------------- public functions
+def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_variants: int = 8,  # noqa: A001
+            passes=DEFAULT_PASSES, print_passes: bool | None = None):
+    """Trace `fn` (a function, a training step, or a Module) into a graph on first call and run the graph.
+
+    Use as ``@tracegrad.compile`` or ``tracegrad.compile(fn, backend="interpret")``. Each new signature
+    (shapes, dtypes, requires_grad, static arguments, grad mode) or failed guard traces again; past
+    `max_variants` variants it warns and runs eagerly (with `strict=True` it raises, and
+    data-dependent Python control flow raises at once). Results, parameters, optimizer state and
+    `.grad`s equal what eager mode gives.
+
+    >>> import tracegrad as tg
+    >>> f = tg.compile(lambda x: (x.exp() * 2).sum())
+    >>> f(tg.zeros(3))
+    tensor(6.)
+    """
+    if fn is None:
+        return lambda f: compile(f, backend=backend, strict=strict, max_variants=max_variants, passes=passes,
+                                 print_passes=print_passes)
+    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes)
+
+
+def trace(fn, *args, **kwargs) -> Graph:
+    """The graph of `fn` on these example arguments, as recorded (before the simplification passes).
+
+    Where `fn` calls backward the graph holds the derived backward nodes too. Captured state that the
+    function changes (parameters, optimizer state, `.grad`) is restored afterwards.
+
+    >>> import tracegrad as tg
+    >>> print(tg.trace(lambda a, b: a * b + 1.0, tg.ones(2), tg.ones(2)))
+    graph <lambda>(a:f32[2], b:f32[2]) {
+      c0:f32[] = const 1.0
+      %0:f32[2] = mul a, b
+      %1:f32[2] = add %0, c0
+      return %1
+    }
+    """
+    cf = CompiledFunction(fn)
+    leaves, _ = cf._flatten_args(args, kwargs)
+    tracer = Tracer(getattr(fn, "__name__", type(fn).__name__))
+    try:
+        _run_traced(tracer, fn, leaves, args, kwargs, region_ok=False)
+    finally:
+        tracer.undo()
+    return tracer.graph
+
+
+def _argnums(argnums, n):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not -n <= i < n:
+            raise ValueError(f"argnums {argnums} out of range for a function called with {n} positional arguments")
+    return tuple(i % n for i in nums), isinstance(argnums, int)
+
+
+def value_and_grad(fn, argnums=0):
+    """A function returning ``(fn(*args), gradient of fn w.r.t. args[argnums])``, as in JAX.
+
+    `fn` must return a scalar. Built on the autodiff pass, it works eagerly, inside `compile`, and
+    nested (``grad(grad(f))``). It never touches any `.grad`.
+
+    >>> import tracegrad as tg
+    >>> tg.value_and_grad(lambda x: (x ** 3).sum())(tg.tensor([1.0, 2.0]))
+    (tensor(9.), tensor([ 3., 12.]))
+    """
+    def wrapped(*args, **kwargs):
+        nums, single = _argnums(argnums, len(args))
+        outer = _tracing.TRACER
+        tracer = outer if outer is not None else Tracer(getattr(fn, "__name__", "f"))
+        args = list(args)
+        with (tracer.active() if outer is None else contextlib.nullcontext()), enable_grad():
+            for i, a in enumerate(args):
+                if not isinstance(a, Tensor):
+                    if i in nums:
+                        raise TypeError(f"grad: argument {i} must be a Tensor to differentiate with respect to "
+                                        f"it, got {type(a).__name__}")
+                    continue
+                if i in nums:
+                    if not a.is_floating_point():
+                        raise TypeError(f"grad: argument {i} has dtype {a.dtype}; only floating point inputs can "
+                                        f"be differentiated")
+                    args[i] = _differentiable(tracer, a, outer is None, f"arg{i}")
+                elif outer is None and id(a) not in tracer.val:
+                    tracer.add_arg(a, f"arg{i}")
+            out = fn(*args, **kwargs)
+            if not isinstance(out, Tensor) or out.numel() != 1 or not out.is_floating_point():
+                what = f"a {type(out).__name__}" if not isinstance(out, Tensor) else \
+                    f"a tensor of shape {list(out.shape)} and dtype {out.dtype}"
+                raise TypeError(f"grad requires a function returning a scalar floating point tensor, {fn.__name__} "
+                                f"returned {what}")
+            wrt = [tracer.value_of(args[i]) for i in nums]
+            seed = Tensor._make(np.ones(out._data.shape, out._data.dtype))
+            if out._rg:
+                with tracer.in_phase("backward"):
+                    grads, _ = backward_pass(tracer, [(tracer.value_of(out), seed)], wrt, create_graph=True)
+            else:
+                grads = [None] * len(nums)
+            from ..creation import zeros_like
+            grads = [zeros_like(args[i]) if g is None else g for i, g in zip(nums, grads)]
+        if outer is None:  # computed eagerly: hand back plain tensors
+            out = Tensor._make(out._data)
+            grads = [Tensor._make(g._data) for g in grads]
+        return out, (grads[0] if single else tuple(grads))
+    functools.update_wrapper(wrapped, fn)
+    return wrapped
+
+
+def grad(fn, argnums=0):
+    """The gradient of scalar-valued `fn` with respect to `args[argnums]`, as a function (JAX's `grad`).
+
+    >>> import tracegrad as tg
+    >>> d2 = tg.grad(tg.grad(lambda x: (x ** 3).sum()))
+    >>> d2(tg.tensor(2.0))
+    tensor(12.)
+    """
+    vg = value_and_grad(fn, argnums)
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+    return wrapped
+
+
+def _differentiable(tracer, a: Tensor, top_level: bool, name: str) -> Tensor:
+    """`a` as a value the autodiff pass differentiates with respect to."""
+    if top_level:
+        x = Tensor._make(a._data)
+        x._rg = True
+        tracer.add_arg(x, name)
+        return x
+    if a._rg:
+        return a
+    from ..ops import primitives as P
+    x = Tensor._make(a._data)
+    x._rg = True
+    v = tracer._emit(P.cast, [tracer.value_of(a)], {"dtype": a.dtype}, a._data)
+    v.requires_grad = True
+    tracer.val[id(x)] = (x, v)
+    tracer.tensor_of[v] = x
+    return x

@@ -1,0 +1,417 @@
+"""The tracer: runs a Python function on real values and records every op it applies into a `Graph`.
+
+Tracing executes the function concretely (the tensors hold the values of the call being traced), so a
+data-dependent Python decision can be evaluated and recorded as a guard. Each tensor the function
+touches is bound to an IR value:
+
+* the function's tensor arguments are the graph's `args`;
+* tensors that existed before the call (parameters, buffers, optimizer state, `.grad`s, globals) are
+  captured `state`, read by identity at every call, never frozen;
+* tensors created during the call without data dependence (``zeros``, ``tensor(...)``) are constants;
+* every op result is a node's output.
+
+In-place ops are functionalized: the written tensor is re-bound to a new value (for a view, its base
+gets a new value made by the inverse of the view), and what changed in captured state is written back
+after a call. `backward()` and `autograd.grad` are not run by the eager engine: they call the
+compiler's autodiff pass, which appends the backward nodes to the graph.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import _tracing
+from .._tensor import Tensor
+from ..autograd.grad_mode import STATE as _GRAD
+from ..autograd.grad_mode import no_grad
+from ..autograd.node import _GraphNode
+from ..ir import Graph, Guard, Value
+from ..ops import primitives as P
+from ..ops.registry import AbstractValue, Kind
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TraceError(RuntimeError):
+    """Something a traced function did that a static graph cannot express (named with the user's line)."""
+
+
+def user_location(skip: int = 2) -> str:
+    """``file:line`` of the innermost frame outside tracegrad (the user's code that called into it)."""
+    frame = sys._getframe(skip)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def short_location(loc: str) -> str:
+    return os.path.basename(loc) if loc else "?"
+
+
+class TracedFn(_GraphNode):
+    """The `grad_fn` of a tensor computed while tracing: named like eager's node, holding no tensors."""
+
+    __slots__ = ("_name", "_retained")
+    next_functions = ()
+
+    def __init__(self, name: str):
+        self._name, self._pre_hooks, self._retained = name, None, None
+
+    def name(self) -> str:
+        return self._name
+
+
+class Tracer:
+    """Records one call of a function into `self.graph` (use through `tracegrad.trace` / `compile`)."""
+
+    def __init__(self, name: str = "f", strict: bool = False):
+        self.graph = Graph(name)
+        self.strict = strict
+        self.phase = "forward"
+        self.val: dict = {}        # id(tensor) -> (tensor, its current Value)
+        self.arrays: dict = {}     # Value -> its concrete ndarray in this call
+        self.tensor_of: dict = {}  # Value -> the tensor an op produced it as
+        self.views: dict = {}      # id(view) -> [parent tensor, movement op or None (alias), params, parent value]
+        self.family: dict = {}     # id(root tensor) -> tensors sharing its storage (views and aliases)
+        self.born_ids: set = set()
+        self.born_refs: list = []  # weakrefs to tensors created during the call (to find the ones that escape)
+        self.captured: dict = {}   # id(tensor) -> (tensor, input Value): pre-existing tensors the call reads
+        self.arg_tensors: list = []
+        self.owner: dict = {}      # input Value -> the tensor it stands for (leaf of the autodiff pass)
+        self.backups: dict = {}    # id(tensor) -> (tensor, _data before the call, a copy of its values)
+        self.grad_slots: dict = {}  # id(tensor) -> [tensor, its .grad before the call]
+        self.grad_guards: list = []  # (tensor, .grad was None at the call's start)
+        self.modules: dict = {}     # id -> module called
+        self.optimizers: dict = {}  # id -> optimizer stepped
+        self.names: dict = {}       # id(tensor) -> readable name (module path, optimizer state key)
+        self.did_backward = False
+        self._const_ids = None
+
+    # ------------------------------------------------------------------ activation
+    @contextmanager
+    def active(self):
+        prev = _tracing.TRACER
+        _tracing.TRACER = self
+        try:
+            yield self
+        finally:
+            _tracing.TRACER = prev
+
+    @contextmanager
+    def in_phase(self, phase: str):
+        prev, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = prev if prev != "forward" or phase != "backward" else "update"
+
+    # ------------------------------------------------------------------ binding tensors to values
+    def born(self, t: Tensor) -> None:
+        self.born_ids.add(id(t))
+        self.born_refs.append(weakref.ref(t))
+
+    def add_arg(self, t: Tensor, name: str) -> Value:
+        v = Value(t._data.shape, t.dtype, name, requires_grad=t._rg)
+        self.graph.args.append(v)
+        self.val[id(t)] = (t, v)
+        self.arrays[v] = t._data
+        self.captured[id(t)] = (t, v)
+        self.owner[v] = t
+        self.arg_tensors.append(t)
+        return v
+
+    def value_of(self, t: Tensor) -> Value:
+        entry = self.val.get(id(t))
+        if entry is None:
+            return self._first_sight(t)
+        view = self.views.get(id(t))
+        if view is not None:
+            return self._refresh(t, view)
+        return entry[1]
+
+    def _first_sight(self, t: Tensor) -> Value:
+        if id(t) in self.born_ids or id(t) in self._constant_ids():
+            v = self.graph.add_const(np.array(t._data, copy=True), t.dtype)
+            v.requires_grad = t._rg
+            self.owner[v] = t
+        else:
+            v = Value(t._data.shape, t.dtype, f"s{len(self.graph.state)}", requires_grad=t._rg)
+            self.graph.state.append(v)
+            self.graph.state_names.append(self.names.get(id(t), f"captured {list(t._data.shape)}"))
+            self.captured[id(t)] = (t, v)
+            self.owner[v] = t
+        self.val[id(t)] = (t, v)
+        self.arrays[v] = t._data
+        return v
+
+    def _constant_ids(self) -> set:
+        if self._const_ids is None:
+            from ..ops.functions import _CONSTANTS
+            self._const_ids = {id(c) for c in _CONSTANTS.values()}
+        return self._const_ids
+
+    def _root(self, t: Tensor) -> Tensor:
+        while id(t) in self.views:
+            t = self.views[id(t)][0]
+        return t
+
+    def _add_view(self, view: Tensor, parent: Tensor, op, params) -> None:
+        pv = self.value_of(parent)
+        self.views[id(view)] = [parent, op, params, pv]
+        root = self._root(parent)
+        self.family.setdefault(id(root), [root]).append(view)
+
+    def _refresh(self, t: Tensor, view) -> Value:
+        """A view's value, recomputed from its parent's if the parent was written since."""
+        parent, op, params, stamp = view
+        pv = self.value_of(parent)
+        if pv is stamp and id(t) in self.val:
+            return self.val[id(t)][1]
+        v = pv if op is None else self._emit(op, [pv], params, t._data)
+        view[3] = pv
+        self.val[id(t)] = (t, v)
+        return v
+
+    def alias(self, t: Tensor, source: Tensor, copy: bool = False) -> None:
+        """`t` holds `source`'s value: `.data`, `detach()` (same storage), or a copy of it (`copy=True`)."""
+        if copy:
+            self.val[id(t)] = (t, self.value_of(source))
+        else:
+            self._add_view(t, source, None, None)
+            self.val[id(t)] = (t, self.value_of(source))
+
+    def _emit(self, op, inputs, params, array=None) -> Value:
+        """Append a node without running it (its concrete value, if needed, is `array`)."""
+        aval = op.infer(*[v.aval for v in inputs], **params)
+        v = self.graph.add_node(op, inputs, params, aval, user_location(3), self.phase)
+        if array is not None:
+            self.arrays[v] = array
+        return v
+
+    # ------------------------------------------------------------------ eager hooks
+    def grad_fn(self, op) -> TracedFn:
+        return TracedFn(op.backward_name)
+
+    def record(self, op, inputs, params, res: Tensor) -> None:
+        ins = [self.value_of(t) for t in inputs]
+        v = self.graph.add_node(op, ins, params, AbstractValue(res._data.shape, res.dtype), user_location(3),
+                                self.phase, requires_grad=res._rg)
+        self.val[id(res)] = (res, v)
+        self.arrays[v] = res._data
+        self.tensor_of[v] = res
+        if op.kind is Kind.MOVEMENT and res._base is not None:
+            self.views[id(res)] = [inputs[0], op, params, ins[0]]
+            root = self._root(inputs[0])
+            self.family.setdefault(id(root), [root]).append(res)
+
+    def write(self, x: Tensor, res: Tensor) -> None:
+        """`x[...] = res` of an in-place op: record x's new value, then write it."""
+        new = self.value_of(res)
+        self.value_of(x)  # binds x first (a captured tensor becomes a state input)
+        self._before_write(x)
+        x._data[...] = res._data
+        self._rebind(x, new)
+
+    def set_data(self, x: Tensor, value: Tensor) -> None:
+        """`x.data = value`: x's storage becomes value's."""
+        if value._data.shape != x._data.shape or value._data.dtype != x._data.dtype:
+            raise TraceError(f"{user_location()}: assigning .data of shape {list(value.shape)} {value.dtype} to a "
+                             f"tensor of shape {list(x.shape)} {x.dtype} inside a traced function changes captured "
+                             f"state's type; do it outside the compiled function")
+        new = self.value_of(value)
+        self.value_of(x)
+        self._before_write(x)
+        self._rebind(x, new)
+        x._data = value._data
+
+    def _before_write(self, x: Tensor) -> None:
+        root = self._root(x)
+        if id(root) in self.captured and id(root) not in self.backups:
+            self.backups[id(root)] = (root, root._data, root._data.copy())
+        # Values recorded earlier keep their concrete contents: copy the arrays this write will overwrite
+        for t in self.family.get(id(root), [root]):
+            entry = self.val.get(id(t))
+            if entry is not None:
+                arr = self.arrays.get(entry[1])
+                if arr is not None and np.may_share_memory(arr, x._data):
+                    self.arrays[entry[1]] = arr.copy()
+
+    def _rebind(self, x: Tensor, new: Value) -> None:
+        view = self.views.get(id(x))
+        if view is not None:
+            parent, op, params, _ = view
+            pv = self.value_of(parent)
+            if op is None:
+                parent_new = new
+            elif op is P.getitem:
+                parent_new = self._emit(P.index_put, [pv, new], params, parent._data)
+            elif op is P.reshape:
+                parent_new = self._emit(P.reshape, [new], {"shape": tuple(parent._data.shape)}, parent._data)
+            elif op is P.permute:
+                inverse = tuple(int(i) for i in np.argsort(params["perm"]))
+                parent_new = self._emit(P.permute, [new], {"perm": inverse}, parent._data)
+            else:
+                raise TraceError(f"{user_location()}: writing in place into the result of {op.name} is not "
+                                 f"supported in a traced function; clone() it first")
+            self._rebind(parent, parent_new)
+            view[3] = self.value_of(parent)
+        self.val[id(x)] = (x, new)
+
+    def concretize(self, t: Tensor, what: str) -> None:
+        """Python asked for the value of `t` (bool(), item(), ...): specialize on it behind a guard."""
+        if id(t) not in self.val and id(t) in self.born_ids:
+            return  # a constant made in this call: its value is the same at every call
+        v = self.value_of(t)
+        if v in self.graph.consts:
+            return
+        loc = user_location()
+        if self.strict:
+            raise TraceError(
+                f"{loc}: {what}() of a traced value ({t.dtype.name}{list(t.shape)}, computed by "
+                f"{v.producer.op.name if v.producer else 'an input'}) is data-dependent Python control flow, which "
+                f"strict=True forbids. Fix: express the choice with tensor ops (tracegrad.where(cond, a, b)), pass "
+                f"the value as a static Python argument, or compile without strict=True to specialize on it behind "
+                f"a guard.")
+        data = t._data
+        expected = (bool(data.reshape(())) if what == "bool" else data.reshape(()).item()) \
+            if what in ("bool", "item") else np.array(data, copy=True)
+        self.graph.guards.append(Guard(v, expected, what, loc))
+
+    def touch_grad(self, t: Tensor) -> None:
+        """First sight of a pre-existing tensor's `.grad`: remember it, and guard on whether it was None."""
+        if id(t) in self.grad_slots or id(t) in self.born_ids:
+            return
+        self.grad_slots[id(t)] = [t, t._grad]
+        self.grad_guards.append((t, t._grad is None))
+
+    def accumulate_grad(self, leaf: Tensor, grad: Tensor, create_graph: bool) -> None:
+        """AccumulateGrad while tracing: the same three cases as eager, recorded as graph values."""
+        self.touch_grad(leaf)
+        if leaf._grad is None:
+            if create_graph:
+                leaf._grad = grad
+            else:
+                g = Tensor._make(np.array(grad._data, copy=True))
+                self.val[id(g)] = (g, self.value_of(grad))
+                leaf._grad = g
+        elif create_graph or leaf._grad._rg:
+            leaf._grad = leaf._grad + grad
+        else:
+            with no_grad():
+                leaf._grad.add_(grad)
+
+    def note_module(self, module) -> None:
+        if id(module) in self.modules:
+            return
+        self.modules[id(module)] = module
+        prefix = type(module).__name__
+        for name, p in module.named_parameters():
+            self.names.setdefault(id(p), f"{prefix}.{name}")
+        for name, b in module.named_buffers():
+            self.names.setdefault(id(b), f"{prefix}.{name}")
+
+    def note_optimizer(self, opt) -> None:
+        if id(opt) in self.optimizers:
+            return
+        self.optimizers[id(opt)] = (opt, {p: dict(s) for p, s in opt.state.items()})
+        kind = type(opt).__name__
+        for i, p in enumerate(q for g in opt.param_groups for q in g["params"]):
+            for key, value in opt.state.get(p, {}).items():
+                if isinstance(value, Tensor):
+                    self.names.setdefault(id(value), f"{kind}.state[{i}].{key}")
+
+    # ------------------------------------------------------------------ backward inside a traced function
+    def run_backward(self, outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate):
+        from ..autograd.engine import _as_list, _root_grads
+        from ..compiler.autodiff import backward_pass
+        outputs = _as_list(outputs)
+        seeds = _root_grads(outputs, grad_outputs)
+        wrt = None
+        if inputs is not None:
+            for t in inputs:
+                if not t._rg:
+                    raise RuntimeError("One of the differentiated Tensors does not require grad")
+            wrt = [self.value_of(t) for t in inputs]
+        roots = [(self.value_of(o), g) for o, g in zip(outputs, seeds)]
+        with self.in_phase("backward"):
+            grads, leaves = backward_pass(self, roots, wrt, create_graph)
+            if accumulate:
+                for v, g in leaves.items():
+                    leaf = self.owner.get(v)
+                    if leaf is None or not leaf._rg:
+                        continue
+                    if leaf._acc is not None and leaf._acc._pre_hooks:
+                        g = leaf._acc.run_pre_hooks(g)
+                    self.accumulate_grad(leaf, g, create_graph)
+        self.did_backward = True
+        if inputs is not None:
+            if not allow_unused and any(g is None for g in grads):
+                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
+                                   "Set allow_unused=True if this is the desired behavior.")
+            return tuple(grads)
+        return None
+
+    def tensor_for(self, v: Value) -> Tensor:
+        """A tensor holding value `v` (the one that produced it if it still does), for VJP rules."""
+        t = self.tensor_of.get(v)
+        if t is not None and self.val.get(id(t), (None, None))[1] is v:
+            return t
+        t = Tensor._make(self.arrays[v])
+        t._rg = v.requires_grad and _GRAD.enabled
+        self.val[id(t)] = (t, v)
+        self.tensor_of[v] = t
+        return t
+
+    # ------------------------------------------------------------------ finishing
+    def finish(self, outputs: list) -> None:
+        """Set the graph's outputs and the state it writes back."""
+        g = self.graph
+        g.outputs = [self.value_of(t) for t in outputs]
+        for t, v in self.captured.values():
+            if id(t) in self.views:
+                continue
+            cur = self.value_of(t)
+            if cur is not v:
+                g.writes.append((v, cur))
+        self.grad_write_tensors = []
+        for t, before in self.grad_slots.values():
+            after = t._grad
+            if after is before:
+                continue
+            g.grad_targets.append(self.names.get(id(t), f"captured {list(t.shape)}"))
+            self.grad_write_tensors.append(t)
+            g.grad_writes.append((len(g.grad_targets) - 1, None if after is None else self.value_of(after)))
+
+    def escaped(self, keep: list) -> list:
+        """Tensors created by the call that are still referenced after it (other than `keep`): new state."""
+        self._const_ids = None
+        keep_ids = {id(t) for t in keep} | self._constant_ids()
+        keep_ids |= {id(t._grad) for t, _ in self.grad_slots.values() if t._grad is not None}
+        self.val.clear()
+        self.tensor_of.clear()
+        self.views.clear()
+        self.family.clear()
+        self.owner = {v: t for v, t in self.owner.items() if v not in self.graph.consts}
+        out = []
+        for r in self.born_refs:
+            t = r()
+            if t is not None and id(t) not in keep_ids:
+                out.append(t)
+        return out
+
+    def undo(self) -> None:
+        """Put captured state back as it was before the call (used by `trace`, which must not run a step)."""
+        for t, data, values in self.backups.values():
+            t._data = data
+            data[...] = values
+        for t, before in self.grad_slots.values():
+            t._grad = before
+        for opt, state in self.optimizers.values():
+            opt.state.clear()
+            opt.state.update({p: dict(s) for p, s in state.items()})
