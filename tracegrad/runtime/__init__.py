@@ -1,4 +1,4 @@
 """Running compiled graphs: the interpreter, compiled variants, and compiled regions inside eager autograd."""
-from .interpreter import GuardFailed, Program
+from .interpreter import GuardError, Program
 
-__all__ = ["GuardFailed", "Program"]
+__all__ = ["GuardError", "Program"]

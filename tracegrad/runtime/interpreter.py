@@ -16,7 +16,7 @@ import numpy as np
 from ..ir.printer import format_node
 
 
-class GuardFailed(Exception):
+class GuardError(Exception):
     """A guard of the graph does not hold for this call's values (the caller retraces)."""
 
     def __init__(self, guard, got):
@@ -67,7 +67,7 @@ class Program:
         env[self.n_inputs:self.n_inputs + len(self.consts)] = self.consts
         for s, gd in self.input_guards:
             if not gd.holds(env[s]):
-                raise GuardFailed(gd, np.asarray(env[s]).tolist())
+                raise GuardError(gd, np.asarray(env[s]).tolist())
         for fwd, ins, params, out, frees, guards, node in self.steps:
             try:
                 res = fwd(*[env[i] for i in ins], **params)
@@ -78,7 +78,7 @@ class Program:
                 env[s] = None
             for s, gd in guards:
                 if not gd.holds(env[s]):
-                    raise GuardFailed(gd, np.asarray(env[s]).tolist())
+                    raise GuardError(gd, np.asarray(env[s]).tolist())
         return env
 
     def outputs(self, inputs: list) -> list:

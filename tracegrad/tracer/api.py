@@ -31,7 +31,7 @@ from ..autograd.grad_mode import enable_grad
 from ..compiler.autodiff import backward_pass
 from ..compiler.passes import DEFAULT_PASSES
 from ..ir import Graph, Value
-from ..runtime.interpreter import GuardFailed
+from ..runtime.interpreter import GuardError
 from ..runtime.region import Region
 from ..runtime.variant import Variant
 from .context import TraceError, Tracer, short_location
@@ -144,7 +144,7 @@ class CompiledFunction:
                 continue
             try:
                 return variant.run(tensors)
-            except GuardFailed as e:
+            except GuardError as e:
                 reasons.append(f"guard {e.guard.what}() at {short_location(e.guard.loc)}: traced with "
                                f"{_short(e.guard.expected)}, got {_short(e.got)}")
         if self._pending_state_reason is not None and key in self._cache:
