@@ -1,7 +1,13 @@
+import os
+
 import pytest
 
 import tracegrad
 import tracegrad._tensor
+
+
+# Every compiler pass run by any test is followed by `verify` (SSA, order, shape rules).
+os.environ["TRACEGRAD_VERIFY"] = "1"
 
 
 @pytest.fixture(autouse=True)

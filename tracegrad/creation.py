@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import dtypes
-from ._tensor import Tensor
+from ._tensor import Tensor, apply
+from .ops import primitives as P
 from .random import default_generator
 
 
@@ -144,14 +145,12 @@ def _float_dt(dtype, name):
 
 def rand(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Uniform samples in [0, 1) from the module-level generator (or `generator`)."""
-    gen = (generator or default_generator).np
-    return _new(gen.random(_size(size), dtype=_float_dt(dtype, "rand").np), requires_grad)
+    return _draw(P.uniform, _size(size), _float_dt(dtype, "rand"), generator, requires_grad)
 
 
 def randn(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Standard normal samples from the module-level generator (or `generator`)."""
-    gen = (generator or default_generator).np
-    return _new(gen.standard_normal(_size(size), dtype=_float_dt(dtype, "randn").np), requires_grad)
+    return _draw(P.normal, _size(size), _float_dt(dtype, "randn"), generator, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
@@ -160,13 +159,20 @@ def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=F
         low, high, size = 0, low, high if high is not None else size
     if high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    gen = (generator or default_generator).np
-    return _new(gen.integers(low, high, _size((size,))).astype(
-        _dt(dtype, dtypes.int64).np), requires_grad)
+    return _draw(P.randint, _size((size,)), _dt(dtype, dtypes.int64), generator, requires_grad, low=int(low),
+                 high=int(high))
 
 
 def randperm(n: int, dtype=None, generator=None) -> Tensor:
-    return _new((generator or default_generator).np.permutation(n).astype(_dt(dtype, dtypes.int64).np), False)
+    return _draw(P.randperm, (int(n),), _dt(dtype, dtypes.int64), generator, False)
+
+
+def _draw(op, shape, dtype, generator, requires_grad, **params) -> Tensor:
+    """Random draws are registry ops (a traced graph draws again at every call)."""
+    t = apply(op, shape=shape, dtype=dtype, generator=generator or default_generator, **params)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
 
 
 def _like(fn):

@@ -23,10 +23,6 @@ from ..ir import verify
 from ..ops import primitives as P
 from ..ops.registry import Kind
 
-# Ops whose every call must happen (random draws): never merged, folded or removed.
-IMPURE = {"uniform", "normal", "randint", "randperm", "bernoulli"}
-
-
 def dead_code_elimination(graph):
     """Drop nodes whose value reaches no output, write-back, or guard.
 
@@ -36,7 +32,7 @@ def dead_code_elimination(graph):
     live = set(g.roots())
     kept = []
     for node in reversed(g.nodes):
-        if node.out in live or node.op.name in IMPURE:
+        if node.out in live or node.op.effects:
             kept.append(node)
             live.update(node.inputs)
     kept.reverse()
@@ -76,7 +72,7 @@ def common_subexpression_elimination(graph):
     for node in g.nodes:
         node.inputs = [mapping.get(v, v) for v in node.inputs]
         params = _hashable(node.params)
-        if params is None or node.op.name in IMPURE:
+        if params is None or node.op.effects:
             kept.append(node)
             continue
         key = (node.op.name, tuple(node.inputs), params, node.out.requires_grad)
@@ -105,7 +101,7 @@ def constant_folding(graph):
     for node in g.nodes:
         node.inputs = [mapping.get(v, v) for v in node.inputs]
         size = int(np.prod(node.out.shape))
-        if node.op.name not in IMPURE and node.inputs and all(v in g.consts for v in node.inputs) \
+        if not node.op.effects and node.inputs and all(v in g.consts for v in node.inputs) \
                 and size <= _FOLD_LIMIT and size <= max(int(np.prod(v.shape)) for v in node.inputs):
             value = node.op.forward(*[g.consts[v] for v in node.inputs], **node.params)
             c = g.add_const(np.array(value, dtype=node.out.dtype.np, copy=True).reshape(node.out.shape),

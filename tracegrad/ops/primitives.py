@@ -342,3 +342,21 @@ def _index_put_infer(x, v, index):
 index_put = register(Op("index_put", OPAQUE, _index_put_forward, _index_put_infer,
                         (lambda g, out, x, v, index: _F().index_put(g, 0.0, index),
                          lambda g, out, x, v, index: g[index]), backward_name="CopySlices", arity=2))
+
+
+# ------------------------------------------------------------------ random draws
+# NOTE: random numbers are ops, not constants, so a traced graph draws fresh ones at every call, from the
+# same generator and in the same order as eager mode (dropout under compile equals dropout in eager).
+def _random_infer(shape, dtype, generator, **_):
+    return AV(shape, dtype)
+
+
+uniform = register(Op("uniform", OPAQUE, lambda shape, dtype, generator: generator.np.random(shape, dtype=dtype.np),
+                      _random_infer, arity=0, effects=True))
+normal = register(Op("normal", OPAQUE,
+                     lambda shape, dtype, generator: generator.np.standard_normal(shape, dtype=dtype.np),
+                     _random_infer, arity=0, effects=True))
+randint = register(Op("randint", OPAQUE, lambda shape, dtype, generator, low, high:
+                      generator.np.integers(low, high, shape).astype(dtype.np), _random_infer, arity=0, effects=True))
+randperm = register(Op("randperm", OPAQUE, lambda shape, dtype, generator: generator.np.permutation(shape[0])
+                       .astype(dtype.np), _random_infer, arity=0, effects=True))

@@ -62,6 +62,7 @@ class Op:
                                                 the rest reach the VJP as AbstractValues (shape/dtype only)
     scalar                                      for elementwise ops: a Python expression over {0}, {1}, ...
                                                 (and {params}) for one element, used by codegen
+    effects                                     the op draws random numbers (a graph must run it every call)
     """
 
     name: str
@@ -74,6 +75,7 @@ class Op:
     differentiable: bool = True
     backward_name: str = ""
     arity: int | None = None  # None: variadic
+    effects: bool = False  # draws random numbers: every call must run, in order (never merged, folded, removed)
     save_out: bool = field(init=False, default=False)
     saved_inputs: tuple = field(init=False, default=())
 
