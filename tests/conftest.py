@@ -5,7 +5,6 @@ import pytest
 import tracegrad
 import tracegrad._tensor
 
-
 # Every compiler pass run by any test is followed by `verify` (SSA, order, shape rules).
 os.environ["TRACEGRAD_VERIFY"] = "1"
 

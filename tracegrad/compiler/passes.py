@@ -23,6 +23,7 @@ from ..ir import verify
 from ..ops import primitives as P
 from ..ops.registry import Kind
 
+
 def dead_code_elimination(graph):
     """Drop nodes whose value reaches no output, write-back, or guard.
 

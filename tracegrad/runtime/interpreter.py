@@ -11,6 +11,8 @@ array(6., dtype=float32)
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir.printer import format_node
@@ -53,7 +55,8 @@ class Program:
         for gd in graph.guards:
             guards_at.setdefault(gd.value, []).append(gd)
         self.input_guards = [(slot[gd.value], gd) for gd in graph.guards if gd.value.producer is None]
-        self.steps = [(node.op.forward, [slot[v] for v in node.inputs], node.params, slot[node.out], frees[i],
+        self.steps = [(functools.partial(node.op.forward, **node.params) if node.params else node.op.forward,
+                       [slot[v] for v in node.inputs], slot[node.out], frees[i],
                        [(slot[node.out], gd) for gd in guards_at.get(node.out, ())], node)
                       for i, node in enumerate(graph.nodes)]
         self.output_slots = [slot[v] for v in graph.outputs]
@@ -68,17 +71,19 @@ class Program:
         for s, gd in self.input_guards:
             if not gd.holds(env[s]):
                 raise GuardError(gd, np.asarray(env[s]).tolist())
-        for fwd, ins, params, out, frees, guards, node in self.steps:
+        for fwd, ins, out, frees, guards, node in self.steps:
             try:
-                res = fwd(*[env[i] for i in ins], **params)
+                res = fwd(*[env[i] for i in ins])
             except Exception as e:  # noqa: BLE001 - re-raised with the node and the user's line
                 raise _with_node(e, node) from e
             env[out] = res if type(res) is np.ndarray else np.asarray(res)
-            for s in frees:
-                env[s] = None
-            for s, gd in guards:
-                if not gd.holds(env[s]):
-                    raise GuardError(gd, np.asarray(env[s]).tolist())
+            if frees:
+                for s in frees:
+                    env[s] = None
+            if guards:
+                for s, gd in guards:
+                    if not gd.holds(env[s]):
+                        raise GuardError(gd, np.asarray(env[s]).tolist())
         return env
 
     def outputs(self, inputs: list) -> list:

@@ -98,6 +98,7 @@ class CompiledFunction:
         self._n_variants = 0
         self._fallback = False
         self._pending_state_reason = None
+        self._name = getattr(fn, "__name__", type(fn).__name__)
         try:
             self._signature = inspect.signature(fn.forward if hasattr(fn, "forward") and
                                                 not inspect.isfunction(fn) else fn)
@@ -111,7 +112,7 @@ class CompiledFunction:
         return getattr(self.__dict__["fn"], name)
 
     def __repr__(self):
-        return f"<compiled {getattr(self.fn, '__name__', type(self.fn).__name__)} ({self.backend})>"
+        return f"<compiled {self._name} ({self.backend})>"
 
     # ------------------------------------------------------------------ calling
     def _flatten_args(self, args, kwargs):
@@ -166,7 +167,7 @@ class CompiledFunction:
 
     def _give_up(self, reason, args, kwargs):
         history = "\n  ".join(self.retraces + [reason])
-        msg = (f"{self.__name__}: more than {self.max_variants} traced variants (max_variants); the reasons:\n  "
+        msg = (f"{self._name}: more than {self.max_variants} traced variants (max_variants); the reasons:\n  "
                f"{history}")
         if self.strict:
             raise TraceError(msg + "\nFix the cause of the retraces (e.g. make the data-dependent value a static "
@@ -177,7 +178,7 @@ class CompiledFunction:
 
     def _trace_and_run(self, key, leaves, args, kwargs, reason):
         self.retraces.append(reason)
-        tracer = Tracer(getattr(self.fn, "__name__", type(self.fn).__name__), strict=self.strict)
+        tracer = Tracer(self._name, strict=self.strict)
         out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
         variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes)
@@ -209,7 +210,7 @@ class CompiledFunction:
         Traces without running the step (captured state is restored afterwards).
         """
         leaves, _ = self._flatten_args(args, kwargs)
-        tracer = Tracer(getattr(self.fn, "__name__", "f"), strict=self.strict)
+        tracer = Tracer(self._name, strict=self.strict)
         try:
             out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
             variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False)
