@@ -81,7 +81,8 @@ def _vjp(tracer, node, g):
     else:
         args = [AbstractValue(v.shape, v.dtype) for v in inputs]
     for i in op.saved_inputs:
-        args[i] = tracer.tensor_for(inputs[i])
+        if i < len(inputs):
+            args[i] = tracer.tensor_for(inputs[i])
     out = tracer.tensor_for(node.out) if op.save_out else None
     rules, variadic = op.vjp, op.arity is None
     grads = []

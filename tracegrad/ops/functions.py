@@ -681,6 +681,8 @@ def select(x: Tensor, dim: int, index: int) -> Tensor:
 # ------------------------------------------------------------------------------------------ indexing
 def _index_part(i):
     if isinstance(i, Tensor):
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.index_tensor(i)  # so the graph reads this tensor's value at each call
         return i._data if i._data.dtype.kind in "bi" else _bad_index(i)
     if isinstance(i, (list, np.ndarray)):
         arr = np.asarray(i)
@@ -742,14 +744,21 @@ def getitem(x: Tensor, index) -> Tensor:
     return _named(out, "SliceBackward0" if builtins.any(isinstance(i, slice) for i in index) else "SelectBackward0")
 
 
-def index_add(g: Tensor, shape, index) -> Tensor:
-    """Zeros of `shape` with `g` added at `index` (repeats accumulate); getitem's VJP."""
-    return apply(P.index_add, g, shape=tuple(shape), index=index)
+def index_add(g: Tensor, shape, index, *idx) -> Tensor:
+    """Zeros of `shape` with `g` added at `index` (repeats accumulate); getitem's VJP.
+
+    `idx` are index tensors filling the `Slot`s of `index` (see `primitives.getitem`)."""
+    return apply(P.index_add, g, *idx, shape=tuple(shape), index=index)
 
 
-def index_put(x: Tensor, value, index) -> Tensor:
+def getitem_raw(x: Tensor, index, idx=()) -> Tensor:
+    """The getitem primitive on a normalized index (with `idx` filling its Slots)."""
+    return apply(P.getitem, x, *idx, index=index)
+
+
+def index_put(x: Tensor, value, index, idx=()) -> Tensor:
     """A copy of `x` with `x[index] = value` (functional setitem)."""
-    return apply(P.index_put, x, _operand(value, x.dtype), index=index)
+    return apply(P.index_put, x, _operand(value, x.dtype), *idx, index=index)
 
 
 def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:

@@ -257,16 +257,46 @@ expand = register(Op("expand", M, lambda x, shape: np.broadcast_to(x, shape), _e
                      (lambda g, out, x, shape: g,), arity=1))
 
 
-def _index_infer(x, index):
+class Slot:
+    """A place in an index tuple filled by the op's k-th index input (an index tensor traced as a graph value)."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __eq__(self, other):
+        return isinstance(other, Slot) and other.k == self.k
+
+    def __hash__(self):
+        return hash(("slot", self.k))
+
+    def __repr__(self):
+        return f"<index input {self.k}>"
+
+
+def fill_index(index: tuple, idx) -> tuple:
+    """`index` with each Slot replaced by its index array."""
+    if not idx:
+        return index
+    return tuple(idx[i.k] if type(i) is Slot else i for i in index)
+
+
+def _index_infer(x, *idx, index):
+    index = fill_index(index, [np.zeros(a.shape, np.int64) for a in idx])
     try:
         return AV(index_shape(x.shape, index), x.dtype)
     except IndexError as e:
         raise IndexError(f"index: {str(e).replace('axis', 'dimension')} (tensor of shape {fmt(x.shape)})") from None
 
 
-getitem = register(Op("getitem", M, lambda x, index: x[index], _index_infer,
-                      (lambda g, out, x, index: _F().index_add(g, x.shape, index),),
-                      backward_name="IndexBackward0", arity=1))
+# NOTE: index arrays live in `index` (a static param) in eager mode. A tracer turns those that come from
+# traced tensors into inputs after the first (Slots in `index`), so a graph reads this call's indices. The
+# VJPs pass them on; `saves` lists more index inputs than any op has (the extra positions are ignored).
+_IDX = (1, 2, 3, 4, 5, 6, 7, 8)
+getitem = register(Op("getitem", M, lambda x, *idx, index: x[fill_index(index, idx)], _index_infer,
+                      (lambda g, out, x, *idx, index, i=0: _F().index_add(g, x.shape, index, *idx),),
+                      saves=_IDX, backward_name="IndexBackward0"))
 
 
 def _cat_infer(*xs, axis):
@@ -310,8 +340,9 @@ matmul = register(Op("matmul", OPAQUE, np.matmul, _matmul_infer,
                      backward_name="MmBackward0", arity=2))
 
 
-def _index_add_forward(g, shape, index):
+def _index_add_forward(g, *idx, shape, index):
     out = np.zeros(shape, g.dtype)
+    index = fill_index(index, idx)
     if any(isinstance(i, np.ndarray) for i in index):
         np.add.at(out, index, g)  # repeated integer indices accumulate
     else:
@@ -320,28 +351,35 @@ def _index_add_forward(g, shape, index):
 
 
 # the VJP of getitem: zeros of the input's shape with g added at `index`
-index_add = register(Op("index_add", OPAQUE, _index_add_forward, lambda g, shape, index: AV(tuple(shape), g.dtype),
-                        (lambda gg, out, g, shape, index: gg[index],), arity=1))
+index_add = register(Op("index_add", OPAQUE, _index_add_forward,
+                        lambda g, *idx, shape, index: AV(tuple(shape), g.dtype),
+                        (lambda gg, out, g, *idx, shape, index, i=0: _F().getitem_raw(gg, index, idx),),
+                        saves=_IDX))
 
 
-def _index_put_forward(x, v, index):
+def _index_put_forward(x, v, *idx, index):
     out = x.copy()
-    out[index] = v
+    out[fill_index(index, idx)] = v
     return out
 
 
-def _index_put_infer(x, v, index):
-    sel = index_shape(x.shape, index)
+def _index_put_infer(x, v, *idx, index):
+    sel = index_shape(x.shape, fill_index(index, [np.zeros(a.shape, np.int64) for a in idx]))
     if not broadcastable_to(v.shape, sel):
         raise RuntimeError(f"index_put: shape mismatch: value tensor of shape {fmt(v.shape)} cannot be broadcast "
                            f"to indexing result of shape {fmt(sel)}")
     return AV(x.shape, x.dtype)
 
 
+def _index_put_vjp(g, out, x, v, *idx, index, i):
+    if i == 0:
+        return _F().index_put(g, 0.0, index, idx)
+    return _F().getitem_raw(g, index, idx) if i == 1 else None
+
+
 # functional `x[index] = v`; in eager, `__setitem__` records it as an in-place op
-index_put = register(Op("index_put", OPAQUE, _index_put_forward, _index_put_infer,
-                        (lambda g, out, x, v, index: _F().index_put(g, 0.0, index),
-                         lambda g, out, x, v, index: g[index]), backward_name="CopySlices", arity=2))
+index_put = register(Op("index_put", OPAQUE, _index_put_forward, _index_put_infer, (_index_put_vjp,),
+                        saves=tuple(i + 1 for i in _IDX), backward_name="CopySlices"))
 
 
 # ------------------------------------------------------------------ random draws

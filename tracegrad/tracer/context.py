@@ -33,6 +33,7 @@ from ..ir import Graph, Guard, Value
 from ..ops import primitives as P
 from ..ops.registry import AbstractValue, Kind
 
+_INDEXING = ("getitem", "index_add", "index_put")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -91,6 +92,7 @@ class Tracer:
         self.optimizers: dict = {}  # id -> optimizer stepped
         self.names: dict = {}       # id(tensor) -> readable name (module path, optimizer state key)
         self.did_backward = False
+        self.index_tensors: dict = {}  # id(array) -> the tensor whose array an op's index holds
         self._const_ids = None
 
     # ------------------------------------------------------------------ activation
@@ -198,8 +200,33 @@ class Tracer:
     def grad_fn(self, op) -> TracedFn:
         return TracedFn(op.backward_name)
 
+    def index_tensor(self, t: Tensor) -> None:
+        """`t` is used as an index: remember it, so the op reading its array reads it as a graph value."""
+        self.index_tensors[id(t._data)] = t
+
+    def _dynamic_index(self, op, params, ins):
+        """Index arrays that come from traced tensors become the op's extra inputs (Slots in `index`)."""
+        first = len(ins) - sum(type(i) is P.Slot for i in params["index"])
+        index, extra = [], []
+        for part in params["index"]:
+            t = self.index_tensors.get(id(part)) if type(part) is np.ndarray else None
+            if t is not None:
+                v = self.value_of(t)
+                if v not in self.graph.consts:
+                    if part.dtype == np.bool_:  # the result's shape depends on the mask: specialize on it
+                        self.concretize(t, "boolean mask index")
+                    else:
+                        index.append(P.Slot(len(ins) - first + len(extra)))
+                        extra.append(v)
+                        continue
+            index.append(part)
+        return dict(params, index=tuple(index)), ins + extra
+
     def record(self, op, inputs, params, res: Tensor) -> None:
         ins = [self.value_of(t) for t in inputs]
+        if op.name in _INDEXING and self.index_tensors and \
+                any(type(i) is np.ndarray for i in params["index"]):
+            params, ins = self._dynamic_index(op, params, ins)
         v = self.graph.add_node(op, ins, params, AbstractValue(res._data.shape, res.dtype), user_location(3),
                                 self.phase, requires_grad=res._rg)
         self.val[id(res)] = (res, v)
@@ -397,6 +424,7 @@ class Tracer:
         self.tensor_of.clear()
         self.views.clear()
         self.family.clear()
+        self.index_tensors.clear()
         self.owner = {v: t for v, t in self.owner.items() if v not in self.graph.consts}
         out = []
         for r in self.born_refs:
