@@ -237,7 +237,10 @@ def _run_traced(tracer, fn, leaves, args, kwargs, region_ok):
             out_leaves = [x for _, x in out_leaves_p]
             out_tensors = [x for x in out_leaves if isinstance(x, Tensor)]
             region = None
-            if region_ok and _GRAD.enabled and not tracer.did_backward and any(t._rg for t in out_tensors):
+            # NOTE: a step that ran backward and updated state (a training step) gets no region: its loss can't
+            # be differentiated again in eager mode either (the parameters it saved were modified in place).
+            if region_ok and _GRAD.enabled and any(t._rg for t in out_tensors) and \
+                    not (tracer.did_backward and tracer.mutated_state()):
                 region = _derive_region(tracer, out_tensors)
             tracer.finish(out_tensors)
         except BaseException:

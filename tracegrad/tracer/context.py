@@ -395,6 +395,12 @@ class Tracer:
         self.tensor_of[v] = t
         return t
 
+    def mutated_state(self) -> bool:
+        """Whether the call so far wrote to a pre-existing tensor or `.grad`."""
+        if any(t._grad is not before for t, before in self.grad_slots.values()):
+            return True
+        return any(self.value_of(t) is not v for t, v in self.captured.values() if id(t) not in self.views)
+
     # ------------------------------------------------------------------ finishing
     def finish(self, outputs: list) -> None:
         """Set the graph's outputs and the state it writes back."""
