@@ -394,6 +394,8 @@ def _max_min(x: Tensor, dim, keepdim, other, largest: bool):
         return _named(amax(x) if largest else amin(x), f"{name.capitalize()}Backward1")
     d = normalize_dim(name, dim, x.ndim)
     idx = (argmax if largest else argmin)(x, d, keepdim=True)
+    if _tracing.TRACER is not None:
+        _tracing.TRACER.index_tensor(idx)
     index = tuple(idx._data if i == d else np.arange(n).reshape([-1 if j == i else 1 for j in range(x.ndim)])
                   for i, n in enumerate(idx.shape))
     values = apply(P.getitem, x, index=index)

@@ -134,11 +134,14 @@ class CompiledRegionOutput(_GraphNode):
         pass
 
 
-def attach_region(region: Region, outputs: list, saved: list, leaf_tensors: list) -> None:
-    """Give the region's differentiable outputs one shared autograd node."""
+def attach_region(region: Region, outputs: list, saved: list, leaf_tensors: list, skip=()) -> None:
+    """Give the region's differentiable outputs one shared autograd node (not those in `skip`: inputs returned
+    as they are keep their own history)."""
     cot_avals = [(outputs[i]._data.shape, outputs[i]._data.dtype) for i in region.diff_outputs]
     node = CompiledRegionBackward(region, saved, leaf_tensors, cot_avals)
     for i in region.diff_outputs:
+        if i in skip:
+            continue
         t = outputs[i]
         t._rg = True
         t.grad_fn = CompiledRegionOutput(node, i)

@@ -49,8 +49,13 @@ class Variant:
         index = {v: ("arg", i) for i, v in enumerate(g.args)}
         index.update({v: ("state", i) for i, v in enumerate(g.state)})
         self.write_targets = [index[target] for target, _ in g.writes]
-        self.grad_tensors = list(tracer.grad_write_tensors)
-        self.grad_guards = list(tracer.grad_guards)
+        # .grad slots of arguments refer to this call's argument (by position), those of captured tensors to the
+        # tensor itself
+        arg_pos = {id(t): i for i, t in enumerate(tracer.arg_tensors)}
+        self.grad_tensors = [("arg", arg_pos[id(t)]) if id(t) in arg_pos else ("state", t)
+                             for t in tracer.grad_write_tensors]
+        self.grad_guards = [(("arg", arg_pos[id(t)]) if id(t) in arg_pos else ("state", t), was_none)
+                            for t, was_none in tracer.grad_guards]
         self.modules = [(m, m.training, tuple(map(id, m._parameters.values())), tuple(map(id, m._buffers.values())))
                         for m in tracer.modules.values()]
         self.optimizers = [(opt, _hyper(opt)) for opt, _ in tracer.optimizers.values()]
@@ -64,19 +69,23 @@ class Variant:
                 k += 1
             else:
                 self.out_spec.append(("static", leaf))
-        self.out_inputs = [index.get(v) for v in g.outputs[:k]]
+        # an output that is an input (unchanged: the same object comes back) or a written input (the object it
+        # was written into comes back), as in eager mode
+        written = {new: index[target] + ("written",) for target, new in g.writes}
+        self.out_inputs = [written.get(v) or (index[v] + ("same",) if v in index else None) for v in g.outputs[:k]]
         self.n_tensor_outputs = k
         self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
         return self
 
     # ------------------------------------------------------------------ guards on captured state
-    def check_state(self):
+    def check_state(self, args):
         """None if the captured state still matches the trace, else the reason it doesn't."""
         for t, meta in zip(self.state_tensors, self.state_meta):
             if (t._data.shape, t._data.dtype, t._rg) != meta:
                 return (f"captured tensor {self._name(t)}: shape/dtype/requires_grad {meta[0]} {meta[1]} {meta[2]} "
                         f"-> {t._data.shape} {t._data.dtype} {t._rg}")
-        for t, was_none in self.grad_guards:
+        for target, was_none in self.grad_guards:
+            t = args[target[1]] if target[0] == "arg" else target[1]
             if (t._grad is None) != was_none:
                 return f"{self._name(t)}.grad: {'None' if was_none else 'a tensor'} -> " \
                        f"{'a tensor' if was_none else 'None'}"
@@ -94,7 +103,8 @@ class Variant:
     def describe_state_guards(self) -> list:
         out = [f"{self._name(t)}: shape {list(m[0])}, {m[1]}, requires_grad={m[2]}"
                for t, m in zip(self.state_tensors, self.state_meta)]
-        out += [f"{self._name(t)}.grad is {'None' if n else 'a tensor'}" for t, n in self.grad_guards]
+        out += [f"{self._name(t) if kind == 'state' else f'argument {t}'}.grad is {'None' if n else 'a tensor'}"
+                for (kind, t), n in self.grad_guards]
         out += [f"module {type(m).__name__}.training == {tr}" for m, tr, _, _ in self.modules]
         out += [f"optimizer {type(o).__name__} hyperparameters unchanged" for o, _ in self.optimizers]
         return out
@@ -103,8 +113,7 @@ class Variant:
         return self.names.get(id(t), f"tensor {list(t.shape)}")
 
     # ------------------------------------------------------------------ running
-    def run(self, tensors: list):
-        args = self._args(tensors)
+    def run(self, args: list):
         inputs = [t._data for t in args] + [t._data for t in self.state_tensors]
         env = self.program.run(inputs)
         p = self.program
@@ -113,16 +122,6 @@ class Variant:
         arrays = [env[s] for s in p.output_slots]
         return self._outputs(args, arrays)
 
-    def _args(self, tensors):
-        if len(self.arg_tensor_ids) == len(tensors):
-            return tensors
-        seen, out = set(), []
-        for t in tensors:  # the same tensor passed twice is one graph input
-            if id(t) not in seen:
-                seen.add(id(t))
-                out.append(t)
-        return out
-
     def _write_back(self, args, news, grads, inputs):
         input_ids = {id(a) for a in inputs}
         targets = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.write_targets]
@@ -130,7 +129,9 @@ class Variant:
         for t, new in zip(targets, news):
             np.copyto(t._data, new)
             t._version_box()[0] += 1
-        for t, g in zip(self.grad_tensors, grads):
+        for (kind, t), g in zip(self.grad_tensors, grads):
+            if kind == "arg":
+                t = args[t]
             if g is None:
                 t._grad = None
             else:
@@ -141,19 +142,20 @@ class Variant:
     def _outputs(self, args, arrays, saved=None):
         n = self.n_tensor_outputs
         tensors = []
+        returned_inputs = set()
         for k in range(n):
             src = self.out_inputs[k]
-            if src is not None and src[0] == "arg" and arrays[k] is args[src[1]]._data:
-                tensors.append(args[src[1]])
-            elif src is not None and src[0] == "state" and arrays[k] is self.state_tensors[src[1]]._data:
-                tensors.append(self.state_tensors[src[1]])
+            obj = None if src is None else (args if src[0] == "arg" else self.state_tensors)[src[1]]
+            if obj is not None and (src[2] == "written" or arrays[k] is obj._data):
+                tensors.append(obj)
+                returned_inputs.add(k)
             else:
                 a = arrays[k]
                 tensors.append(Tensor._make(a if a.flags.writeable else a.copy()))
         if self.region is not None and _GRAD.enabled:
             saved = arrays[n:] if saved is None else saved
             leaves = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.leaf_targets]
-            attach_region(self.region, tensors, list(saved), leaves)
+            attach_region(self.region, tensors, list(saved), leaves, skip=returned_inputs)
         leaves = []
         for kind, x in self.out_spec:
             leaves.append(tensors[x] if kind == "tensor" else x)

@@ -50,8 +50,30 @@ def _describe(leaf):
         return ("static", type(leaf).__name__, repr(leaf))
 
 
+def _unique(tensors: list) -> list:
+    """The tensor arguments with repeats dropped (the same tensor passed twice is one graph input)."""
+    if len(tensors) < 2:
+        return tensors
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _aliasing(leaves) -> tuple:
+    """Which tensor arguments are the same object (part of the signature: it changes the graph's inputs)."""
+    ids = [id(x) for _, x in leaves if isinstance(x, Tensor)]
+    if len(set(ids)) == len(ids):
+        return ()
+    return tuple(ids.index(i) for i in ids)
+
+
 def _diff(old_key, new_key) -> str:
-    (old_tree, old_desc, old_grad), (new_tree, new_desc, new_grad) = old_key, new_key
+    (old_tree, old_desc, old_grad, old_alias), (new_tree, new_desc, new_grad, new_alias) = old_key, new_key
+    if old_alias != new_alias:
+        return "the same tensor is passed for different arguments than before"
     if old_grad != new_grad:
         return f"grad mode: {'enabled' if old_grad else 'disabled'} -> {'enabled' if new_grad else 'disabled'}"
     if old_tree != new_tree or [p for p, _ in old_desc] != [p for p, _ in new_desc]:
@@ -135,11 +157,11 @@ class CompiledFunction:
         if _tracing.TRACER is not None or self.backend == "eager" or self._fallback:
             return self.fn(*args, **kwargs)  # inside another trace the function is inlined
         leaves, tree = self._flatten_args(args, kwargs)
-        key = (tree, tuple((p, _describe(x)) for p, x in leaves), _GRAD.enabled)
-        tensors = [x for _, x in leaves if isinstance(x, Tensor)]
+        key = (tree, tuple((p, _describe(x)) for p, x in leaves), _GRAD.enabled, _aliasing(leaves))
+        tensors = _unique([x for _, x in leaves if isinstance(x, Tensor)])
         reasons = []
         for variant in self._cache.get(key, ()):
-            why = variant.check_state()
+            why = variant.check_state(tensors)
             if why is not None:
                 reasons.append(why)
                 continue
@@ -240,6 +262,7 @@ def _run_traced(tracer, fn, leaves, args, kwargs, region_ok):
             # NOTE: a step that ran backward and updated state (a training step) gets no region: its loss can't
             # be differentiated again in eager mode either (the parameters it saved were modified in place).
             if region_ok and _GRAD.enabled and any(t._rg for t in out_tensors) and \
+                    any(v.requires_grad for v in tracer.graph.args + tracer.graph.state) and \
                     not (tracer.did_backward and tracer.mutated_state()):
                 region = _derive_region(tracer, out_tensors)
             tracer.finish(out_tensors)

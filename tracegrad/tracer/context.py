@@ -424,8 +424,9 @@ class Tracer:
     def escaped(self, keep: list) -> list:
         """Tensors created by the call that are still referenced after it (other than `keep`): new state."""
         self._const_ids = None
-        keep_ids = {id(t) for t in keep} | self._constant_ids()
-        keep_ids |= {id(t._grad) for t, _ in self.grad_slots.values() if t._grad is not None}
+        kept = list(keep) + [t._grad for t, _ in self.grad_slots.values() if t._grad is not None]
+        kept += [t._base for t in kept if t._base is not None]  # a returned view keeps its base alive
+        keep_ids = {id(t) for t in kept} | self._constant_ids()
         self.val.clear()
         self.tensor_of.clear()
         self.views.clear()
