@@ -118,7 +118,7 @@ def constant_folding(graph):
 def algebraic_simplification(graph):
     """Rewrite identities: ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0``, ``x/1``, ``x**1``, a cast to the same
     dtype, a reshape to the same shape, reshape of reshape, permute of permute (double transpose), and a sum
-    over the axes an expand broadcast (``sum(expand(x))`` -> ``x * n``).
+    over the axes an expand broadcast (``sum(expand(x))`` -> ``x * n``, integers only: see `_sum_of_expand`).
 
     A rewrite applies only where the result has the node's exact shape and dtype.
     """
@@ -204,16 +204,21 @@ def _is_zero(g, v, node_name) -> bool:
 def _new_node(g, op, inputs, params, like):
     from ..ir.graph import Node, Value
     out = Value(like.out.shape, like.out.dtype, g._new_name(), requires_grad=like.out.requires_grad)
-    return Node(op, inputs, params, out, like.loc, like.phase)
+    out.producer = Node(op, inputs, params, out, like.loc, like.phase)
+    return out.producer
 
 
 def _sum_of_expand(g, node, expand_node):
-    """sum(expand(x, shape), axes) where the axes are exactly the broadcast ones -> x (reshaped) * count."""
+    """sum(expand(x, shape), axes) where the axes are exactly the broadcast ones -> x (reshaped) * count, for
+    integer x."""
     x = expand_node.inputs[0]
     shape = expand_node.params["shape"]
     lead = len(shape) - len(x.shape)
     broadcast = {i for i in range(len(shape)) if i < lead or (x.shape[i - lead] == 1 and shape[i] != 1)}
-    if set(node.params["axes"]) != broadcast or not broadcast or not x.dtype.is_floating_point \
+    # NOTE: only for integers. In floating point, n * x is not what summing n copies of x gives: numpy's
+    # pairwise summation rounds differently for n >= 7, and sums -0.0s to +0.0. Compiled results must equal
+    # eager's bit for bit, so a float sum over a broadcast stays a sum (the fused backend makes it cheap).
+    if set(node.params["axes"]) != broadcast or not broadcast or x.dtype.category != 1 \
             or x.dtype is not node.out.dtype:
         return None
     count = int(np.prod([shape[i] for i in broadcast]))

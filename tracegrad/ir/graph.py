@@ -68,7 +68,6 @@ class Node:
         self.loc = loc
         self.phase = phase  # "forward", "backward" (derived by the autodiff pass) or "update" (after backward)
         self.group = None   # a fusion group id, set by the fusion pass
-        out.producer = self
 
     def __repr__(self):
         return f"<node {self.out.name} = {self.op.name}>"
@@ -120,6 +119,7 @@ class Graph:
         self.grad_targets: list[str] = []  # names of the tensors whose .grad the graph sets
         self.grad_writes: list[tuple[int, Value | None]] = []  # (index into grad_targets, new value or None)
         self._count = 0
+        self._const_count = 0
 
     # ------------------------------------------------------------------ building
     def _new_name(self) -> str:
@@ -129,11 +129,13 @@ class Graph:
 
     def add_node(self, op: Op, inputs, params, aval, loc="", phase="forward", requires_grad=False) -> Value:
         out = Value(aval.shape, aval.dtype, self._new_name(), requires_grad=requires_grad)
-        self.nodes.append(Node(op, inputs, params, out, loc, phase))
+        out.producer = Node(op, inputs, params, out, loc, phase)
+        self.nodes.append(out.producer)
         return out
 
     def add_const(self, array: np.ndarray, dtype) -> Value:
-        v = Value(array.shape, dtype, f"c{len(self.consts)}")
+        v = Value(array.shape, dtype, f"c{self._const_count}")
+        self._const_count += 1
         self.consts[v] = array
         return v
 
@@ -174,7 +176,10 @@ class Graph:
             g.value = sub(g.value)
 
     def copy(self) -> Graph:
-        """A graph with copies of the nodes (values are shared: they are immutable once defined)."""
+        """A graph with copies of the nodes, so passes can rewire inputs without touching this graph.
+
+        Values are shared (immutable once defined); a value's `producer` stays the node that first defined it,
+        which is all anyone asks of it (is it an input, and which op made it)."""
         g = Graph(self.name)
         g.args, g.state, g.state_names = list(self.args), list(self.state), list(self.state_names)
         g.consts = dict(self.consts)
@@ -184,7 +189,7 @@ class Graph:
         g.guards = [Guard(x.value, x.expected, x.what, x.loc) for x in self.guards]
         g.outputs, g.writes, g.grad_writes = list(self.outputs), list(self.writes), list(self.grad_writes)
         g.grad_targets = list(self.grad_targets)
-        g._count = self._count
+        g._count, g._const_count = self._count, self._const_count
         return g
 
     def counts_by_kind(self) -> dict:

@@ -6,6 +6,8 @@ autodiff pass) and update nodes (after the backward, e.g. the optimizer step) ge
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 _PHASE_HEADERS = {"backward": "# backward (derived by the autodiff pass)", "update": "# after backward"}
@@ -44,7 +46,7 @@ def format_node(node, locations: bool = False) -> str:
     if node.group is not None:
         line += f"  [fused {node.group}]"
     if locations and node.loc:
-        line += f"  # {node.loc}"
+        line += f"  # {_short(node.loc)}"
     return line
 
 
@@ -70,7 +72,7 @@ def format_graph(graph, locations: bool = False) -> str:
         lines.extend(f"  {_guard_text(g, locations)}" for g in gs)
     state_of = {v: name for v, name in zip(graph.state, graph.state_names)}
     for target, new in graph.writes:
-        lines.append(f"  write {state_of.get(target, target.name)} <- {new.name}")
+        lines.append(f"  write {target.name} <- {new.name}" + (f"  # {state_of[target]}" if target in state_of else ""))
     for i, new in graph.grad_writes:
         lines.append(f"  write {graph.grad_targets[i]}.grad <- {'None' if new is None else new.name}")
     outs = ", ".join(v.name for v in graph.outputs)
@@ -82,4 +84,9 @@ def format_graph(graph, locations: bool = False) -> str:
 def _guard_text(g, locations) -> str:
     exp = "<array>" if isinstance(g.expected, np.ndarray) else repr(g.expected)
     text = f"guard {g.what}({g.value.name}) == {exp}"
-    return text + (f"  # {g.loc}" if locations and g.loc else "")
+    return text + (f"  # {_short(g.loc)}" if locations and g.loc else "")
+
+
+def _short(loc: str) -> str:
+    """``file.py:12`` from a full ``/path/to/file.py:12`` (printouts stay the same on every machine)."""
+    return os.path.basename(loc)

@@ -34,8 +34,8 @@ def verify(graph) -> None:
                 fail(f"node {node.out.name} ({node.op.name}) reads {v.name} before it is defined")
         if node.out in defined:
             fail(f"value {node.out.name} is defined twice (not SSA)")
-        if node.out.producer is not node:
-            fail(f"value {node.out.name} does not point back at its node")
+        if node.out.producer is None or node.out.producer.op is not node.op:
+            fail(f"value {node.out.name} does not point back at a node of its op")
         if node.op.arity is not None and len(node.inputs) != node.op.arity:
             fail(f"{node.op.name} takes {node.op.arity} inputs, node has {len(node.inputs)}")
         try:

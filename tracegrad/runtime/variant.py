@@ -110,7 +110,7 @@ class Variant:
         return out
 
     def _name(self, t) -> str:
-        return self.names.get(id(t), f"tensor {list(t.shape)}")
+        return self.names.get(id(t), f"captured {list(t.shape)}")
 
     # ------------------------------------------------------------------ running
     def run(self, args: list):

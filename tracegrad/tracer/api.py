@@ -310,7 +310,8 @@ class Explanation:
 
     def __str__(self):
         g = self.graph
-        lines = [f"=== graph ({len(g.nodes)} nodes after passes; {len(self.traced.nodes)} traced)", g.format()]
+        recorded = len(self.traced.nodes) - (len(self.backward.nodes) if self.backward is not None else 0)
+        lines = [f"=== graph ({len(g.nodes)} nodes after passes; {recorded} recorded)", g.format()]
         if self.backward is not None:
             lines += [f"=== backward of the compiled region ({len(self.backward.nodes)} nodes)", str(self.backward)]
         elif any(n.phase == "backward" for n in g.nodes):

@@ -18,6 +18,7 @@ compiler's autodiff pass, which appends the backward nodes to the graph.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import weakref
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from ..ops import primitives as P
 from ..ops.registry import AbstractValue, Kind
 
 _INDEXING = ("getitem", "index_add", "index_put")
+_RESERVED = re.compile(r"^[cs]\d+$|^ct\d+$")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -119,7 +121,10 @@ class Tracer:
         self.born_refs.append(weakref.ref(t))
 
     def add_arg(self, t: Tensor, name: str) -> Value:
+        if _RESERVED.match(name):  # keep argument names apart from state (s0) and constant (c0) names
+            name += "_"
         v = Value(t._data.shape, t.dtype, name, requires_grad=t._rg)
+        self.names.setdefault(id(t), name)
         self.graph.args.append(v)
         self.val[id(t)] = (t, v)
         self.arrays[v] = t._data
