@@ -18,21 +18,15 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from timing import bench
+from workloads import mlp_data, numpy_mlp_step
 
 WORKLOADS = {"mlp": ((64, 128, 10), 64), "tiny": ((10, 5, 2), 16)}
 LR, MOM = 0.01, 0.9
 
 
-def _data(dims, batch):
-    rng = np.random.default_rng(0)
-    return (rng.standard_normal((batch, dims[0]), dtype=np.float32),
-            rng.standard_normal((batch, dims[-1]), dtype=np.float32))
-
-
 def framework_step(lib, dims, batch, compiled):
-    X, Y = _data(dims, batch)
+    X, Y = mlp_data(dims, batch)
     lib.manual_seed(0)
     model = lib.nn.Sequential(lib.nn.Linear(dims[0], dims[1]), lib.nn.ReLU(), lib.nn.Linear(dims[1], dims[2]))
     opt = lib.optim.SGD(model.parameters(), lr=LR, momentum=MOM)
@@ -49,39 +43,11 @@ def framework_step(lib, dims, batch, compiled):
     return lambda: fn(x, y)
 
 
-def numpy_step(dims, batch):
-    X, Y = _data(dims, batch)
-    rng = np.random.default_rng(1)
-    W = [(rng.standard_normal((i, o)) / np.sqrt(i)).astype(np.float32) for i, o in zip(dims[:-1], dims[1:])]
-    b = [np.zeros(o, np.float32) for o in dims[1:]]
-    vW, vb = [np.zeros_like(w) for w in W], [np.zeros_like(v) for v in b]
-
-    def step():
-        acts, pre, h = [X], [], X
-        for i in range(2):
-            z = h @ W[i] + b[i]
-            pre.append(z)
-            h = np.maximum(z, 0) if i == 0 else z
-            acts.append(h)
-        d = 2.0 * (h - Y) / h.size
-        for i in (1, 0):
-            if i == 0:
-                d = d * (pre[0] > 0)
-            gW, gb = acts[i].T @ d, d.sum(0)
-            if i:
-                d = d @ W[i].T
-            vW[i] = MOM * vW[i] + gW
-            vb[i] = MOM * vb[i] + gb
-            W[i] -= LR * vW[i]
-            b[i] -= LR * vb[i]
-    return step
-
-
 def measure(mode, workload, n):
     dims, batch = WORKLOADS[workload]
     result = {}
     if mode == "numpy-by-hand":
-        f = numpy_step(dims, batch)
+        f = numpy_mlp_step(dims, batch, LR, MOM)
     else:
         lib = importlib.import_module("torch" if mode == "torch eager" else "tracegrad")
         compiled = mode == "tg compiled"

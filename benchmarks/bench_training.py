@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 from timing import bench
+from workloads import numpy_mlp_step
 
 B, DIMS, LR, MOM = 64, (64, 128, 10), 0.01, 0.9
 
@@ -56,37 +57,9 @@ def framework_steps(lib):
     return mlp_step, resnet_step
 
 
-def numpy_mlp_step():
-    X, Y, _, _ = data()
-    rng = np.random.default_rng(1)
-    W = [(rng.standard_normal((i, o)) / np.sqrt(i)).astype(np.float32) for i, o in zip(DIMS[:-1], DIMS[1:])]
-    b = [np.zeros(o, np.float32) for o in DIMS[1:]]
-    vW, vb = [np.zeros_like(w) for w in W], [np.zeros_like(v) for v in b]
-
-    def step():
-        acts, pre, h = [X], [], X
-        for i in range(2):
-            z = h @ W[i] + b[i]
-            pre.append(z)
-            h = np.maximum(z, 0) if i == 0 else z
-            acts.append(h)
-        d = 2.0 * (h - Y) / h.size
-        for i in (1, 0):
-            if i == 0:
-                d = d * (pre[0] > 0)
-            gW, gb = acts[i].T @ d, d.sum(0)
-            if i:
-                d = d @ W[i].T
-            vW[i] = MOM * vW[i] + gW
-            vb[i] = MOM * vb[i] + gb
-            W[i] -= LR * vW[i]
-            b[i] -= LR * vb[i]
-    return step
-
-
 def measure(lib_name, workload, n):
     if lib_name == "numpy-by-hand":
-        return bench(numpy_mlp_step(), n, 20) if workload == "mlp" else None
+        return bench(numpy_mlp_step(DIMS, B, LR, MOM), n, 20) if workload == "mlp" else None
     lib = importlib.import_module(lib_name)
     mlp_step, resnet_step = framework_steps(lib)
     return bench(mlp_step, n, 20) if workload == "mlp" else bench(resnet_step, n, 1)

@@ -1,13 +1,16 @@
 """User-facing errors of the static-graph layer: each names what went wrong, and where the user's code did it."""
+import functools
 import os
 
 import numpy as np
 import pytest
+from source_lines import marker_line
 
 import tracegrad as tg
 from tracegrad import nn
 
 THIS_FILE = os.path.basename(__file__)
+_line = functools.partial(marker_line, __file__)
 
 
 def test_unknown_backend():
@@ -107,13 +110,6 @@ def test_trace_restores_state_when_the_function_raises():
         tg.compile(f)(tg.ones(2))
     assert w.tolist() == [0.0, 0.0]  # nothing half-applied
 
-
-def _line(marker: str) -> int:
-    with open(__file__) as f:
-        for i, line in enumerate(f, 1):
-            if f"# {marker}" in line and "_line(" not in line:
-                return i
-    raise AssertionError(marker)
 
 
 def test_interpreted_errors_keep_the_exception_class():

@@ -15,25 +15,20 @@ Specified here:
 * `explain()` reports the IR, guards, retraces, node counts and the side-effect note, without running the step;
 * Python side effects (print, list appends) happen while tracing only.
 """
+import functools
 import os
 import warnings
 
 import numpy as np
 import pytest
+from source_lines import marker_line
 
 import tracegrad as tg
 from tracegrad import nn, optim
 
 THIS_FILE = os.path.basename(__file__)
+_line = functools.partial(marker_line, __file__)
 
-
-def _line(marker: str) -> int:
-    """The line number in this file of the line ending with the comment ``# <marker>``."""
-    with open(__file__) as f:
-        for number, text in enumerate(f, 1):
-            if text.rstrip().endswith("# " + marker):
-                return number
-    raise AssertionError(f"marker {marker!r} not found")
 
 
 def branch(x):

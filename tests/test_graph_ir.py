@@ -12,12 +12,14 @@ Specified here:
 * `verify()` rejects broken graphs with a `GraphError` showing the bad node's neighbourhood (``>>``);
 * `to_networkx()` / `to_dot()` views, and `format(locations=True)` naming the user's file and line.
 """
+import functools
 import os
 import re
 
 import networkx as nx
 import numpy as np
 import pytest
+from source_lines import marker_line
 
 import tracegrad as tg
 from tracegrad.compiler import (
@@ -32,15 +34,8 @@ from tracegrad.ops import primitives as P
 from tracegrad.runtime.interpreter import Program
 
 THIS_FILE = os.path.basename(__file__)
+_line = functools.partial(marker_line, __file__)
 
-
-def _line(marker: str) -> int:
-    """The line number in this file of the line ending with the comment ``# <marker>``."""
-    with open(__file__) as f:
-        for number, text in enumerate(f, 1):
-            if text.rstrip().endswith("# " + marker):
-                return number
-    raise AssertionError(f"marker {marker!r} not found")
 
 
 def _run(graph, *arrays):
