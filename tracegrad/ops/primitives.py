@@ -113,7 +113,7 @@ pow_ = _binop("pow", np.power, "({0} ** {1})",
                # PyTorch's convention: d/db a**b = 0 where a == 0 and b >= 0 (not nan from log(0)).
                lambda g, out, a, b: _F().where((a == 0) & (b >= 0), 0.0, g * out * a.log())), (0, 1, "out"))
 # NOTE: ties split the gradient in half, as PyTorch's maximum does.
-maximum = _binop("maximum", np.maximum, "max({0}, {1})",
+maximum = _binop("maximum", np.maximum, "({0} if {0} >= {1} or {0} != {0} else {1})",
                  (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, g, 0.0)),
                   lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, g, 0.0))), (0, 1))
 remainder = _binop("remainder", np.remainder, "({0} % {1})",

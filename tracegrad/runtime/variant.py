@@ -30,17 +30,20 @@ class Variant:
         self.region = None
 
     @classmethod
-    def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes) -> Variant:
+    def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes, backend="interpret") -> Variant:
         self = cls()
         graph = tracer.graph
         if region is not None:
             graph = region.split(graph)
         self.traced = tracer.graph
         self.graph = run_pipeline(graph, passes, print_each=print_passes)
-        self.program = Program(self.graph)
+        make = Program
+        if backend == "numba":
+            from .native import NativeProgram as make
+        self.program = make(self.graph)
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
-            region.bwd_program = Program(region.backward)
+            region.bwd_program = make(region.backward)
         self.region = region
         g = self.graph
         self.arg_tensor_ids = [id(t) for t in tracer.arg_tensors]

@@ -104,9 +104,6 @@ class CompiledFunction:
                  passes=DEFAULT_PASSES, print_passes: bool | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if backend == "numba":
-            raise NotImplementedError("compile: backend='numba' (fused numba kernels) is not built yet; use "
-                                      "backend='interpret' (the default for now) or backend='eager'")
         functools.update_wrapper(self, fn, updated=())
         self.fn = fn
         self.backend = backend
@@ -203,7 +200,7 @@ class CompiledFunction:
         tracer = Tracer(self._name, strict=self.strict)
         out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
-        variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes)
+        variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend)
         outputs = variant.outputs_from_trace(tracer, out_leaves)
         if key not in self._keys:
             self._keys.append(key)
@@ -235,7 +232,7 @@ class CompiledFunction:
         tracer = Tracer(self._name, strict=self.strict)
         try:
             out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
-            variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False)
+            variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False, self.backend)
         finally:
             tracer.undo()
         return Explanation(tracer.graph, variant, list(self.retraces))

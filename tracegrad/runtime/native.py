@@ -1,0 +1,145 @@
+"""The numba backend's runtime: generated modules on disk, loaded once, run as a list of steps.
+
+`NativeProgram(graph)` fuses the graph, generates its module (`compiler.codegen`), writes the source to
+a content-hashed ``.py`` file in the cache directory and imports it, so numba's own cache (``cache=True``)
+keeps the machine code across processes: a second process compiling the same step loads it instead of
+compiling. The hash covers the source (which holds the graph, its shapes, dtypes and flags) and the
+versions of tracegrad, numba and numpy; numba's cache index adds the CPU. Files are written atomically
+(a temporary file, then a rename), so two processes compiling at once both succeed; a file whose content
+doesn't match its name (corrupted, truncated) is rewritten.
+
+The cache directory is ``$TRACEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracegrad``, else
+``~/.cache/tracegrad``. ``TRACEGRAD_SHOW_KERNELS=1`` prints each generated module.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+from ..compiler.codegen import ModuleSource
+from ..compiler.fusion import fuse_elementwise
+from .interpreter import GuardError, _with_node
+
+_LOADED: dict = {}
+
+
+def cache_dir() -> str:
+    path = os.environ.get("TRACEGRAD_CACHE_DIR")
+    if not path:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "tracegrad")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _versions() -> str:
+    import numba
+
+    from .. import __version__
+    return f"tracegrad {__version__}, numba {numba.__version__}, numpy {np.__version__}"
+
+
+def load_module(source: str):
+    """Import generated `source` from the disk cache (writing it there first if needed)."""
+    header = f"# {_versions()}\n"
+    text = header + source
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    if digest in _LOADED:
+        return _LOADED[digest]
+    name = f"tracegrad_kernels_{digest}"
+    path = os.path.join(cache_dir(), name + ".py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            intact = f.read() == text
+    except OSError:
+        intact = False
+    if not intact:  # absent, or corrupted/truncated: (re)write atomically
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[digest] = module
+    return module
+
+
+class NativeProgram:
+    """A graph compiled by the numba backend; the same interface as the interpreter's `Program`."""
+
+    def __init__(self, graph, fastmath: bool = False):
+        self.graph = fuse_elementwise(graph)
+        self.code = ModuleSource(self.graph, fastmath=fastmath)
+        if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
+            print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
+        module = load_module(self.code.source)
+        g = self.graph
+        slot = {}
+        for v in g.args + g.state:
+            slot[v] = len(slot)
+        self.n_inputs = len(slot)
+        self.consts = []
+        for v, array in g.consts.items():
+            slot[v] = len(slot)
+            self.consts.append(array)
+        for node in g.nodes:
+            slot[node.out] = len(slot)
+        self.n_slots = len(slot)
+        guards_at: dict = {}
+        for gd in g.guards:
+            guards_at.setdefault(gd.value, []).append(gd)
+        self.input_guards = [(slot[gd.value], gd) for gd in g.guards if gd.value.producer is None]
+        self.steps = []
+        for step in self.code.steps:
+            if step[0] == "native":
+                _, fname, reads, outs = step
+                fn = getattr(module, fname)
+                self.steps.append((fn, [slot[v] for v in reads], [slot[v] for v in outs],
+                                   [(slot[v], gd) for v in outs for gd in guards_at.get(v, ())], None))
+            else:
+                node = step[1]
+                fn = functools.partial(node.op.forward, **node.params) if node.params else node.op.forward
+                self.steps.append((fn, [slot[v] for v in node.inputs], slot[node.out],
+                                   [(slot[node.out], gd) for gd in guards_at.get(node.out, ())], node))
+        self.n_native = sum(1 for s in self.code.steps if s[0] == "native")
+        self.output_slots = [slot[v] for v in g.outputs]
+        self.write_slots = [slot[v] for _, v in g.writes]
+        self.grad_slots = [None if v is None else slot[v] for _, v in g.grad_writes]
+
+    def run(self, inputs: list) -> list:
+        env = [None] * self.n_slots
+        env[:self.n_inputs] = inputs
+        env[self.n_inputs:self.n_inputs + len(self.consts)] = self.consts
+        for s, gd in self.input_guards:
+            if not gd.holds(env[s]):
+                raise GuardError(gd, np.asarray(env[s]).tolist())
+        for fn, ins, out, guards, node in self.steps:
+            if node is None:  # a native segment: one call, several results
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # numba's performance hints about array layouts
+                    res = fn(*[env[i] for i in ins])
+                for s, r in zip(out, res):
+                    env[s] = r
+            else:
+                try:
+                    r = fn(*[env[i] for i in ins])
+                except Exception as e:  # noqa: BLE001 - re-raised with the node and the user's line
+                    raise _with_node(e, node) from e
+                env[out] = r if type(r) is np.ndarray else np.asarray(r)
+            for s, gd in guards:
+                if not gd.holds(env[s]):
+                    raise GuardError(gd, np.asarray(env[s]).tolist())
+        return env
+
+    def outputs(self, inputs: list) -> list:
+        env = self.run(inputs)
+        return [env[s] for s in self.output_slots]
