@@ -162,7 +162,7 @@ class ModuleSource:
             for v in node.inputs:
                 if made_outside(v) and v not in loads:
                     loads.append(v)
-        stored = [n.out for n in members if needed(n.out) and n.op.name != "expand"]
+        stored = [n.out for n in members if needed(n.out)]
         size = int(np.prod(domain)) if domain else 1
         parallel = size >= PARALLEL_THRESHOLD and d > 0 and not (epilogue is not None and
                                                                  0 in epilogue.params["axes"])
