@@ -39,7 +39,8 @@ class Variant:
         self.graph = run_pipeline(graph, passes, print_each=print_passes)
         make = Program
         if backend == "numba":
-            from .native import NativeProgram as make
+            from .native import NativeProgram
+            make = NativeProgram
         self.program = make(self.graph)
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
