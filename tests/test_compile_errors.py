@@ -18,11 +18,6 @@ def test_unknown_backend():
         tg.compile(lambda x: x, backend="jit")
 
 
-def test_numba_backend_is_not_built_yet():
-    with pytest.raises(NotImplementedError, match="backend='numba'.*not built yet"):
-        tg.compile(lambda x: x, backend="numba")
-
-
 def test_a_failing_node_in_a_cached_graph_names_the_node_and_the_users_line():
     f = tg.compile(lambda x, i: x[i] * 2.0)  # LINE-INDEX
     x = tg.arange(4.0)

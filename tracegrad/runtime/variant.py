@@ -53,6 +53,7 @@ class Variant:
         index = {v: ("arg", i) for i, v in enumerate(g.args)}
         index.update({v: ("state", i) for i, v in enumerate(g.state)})
         self.write_targets = [index[target] for target, _ in g.writes]
+        self.write_is_input = [new in index for _, new in g.writes]
         # .grad slots of arguments refer to this call's argument (by position), those of captured tensors to the
         # tensor itself
         arg_pos = {id(t): i for i, t in enumerate(tracer.arg_tensors)}
@@ -63,6 +64,9 @@ class Variant:
         self.modules = [(m, m.training, tuple(map(id, m._parameters.values())), tuple(map(id, m._buffers.values())))
                         for m in tracer.modules.values()]
         self.optimizers = [(opt, _hyper(opt)) for opt, _ in tracer.optimizers.values()]
+        # what check_state compares at each call: each group's dict, and its hyperparameters and parameter list
+        self._groups = {id(opt): [(g, [(k, v) for k, v in g.items() if k != "params"], tuple(map(id, g["params"])))
+                                  for g in opt.param_groups] for opt, _ in self.optimizers}
         self.names = tracer.names
         self.out_tree = out_tree
         self.out_spec = []
@@ -99,9 +103,11 @@ class Variant:
             if params != tuple(map(id, m._parameters.values())) or buffers != tuple(map(id, m._buffers.values())):
                 return f"module {type(m).__name__}: a parameter or buffer was replaced by another tensor"
         for opt, hyper in self.optimizers:
-            now = _hyper(opt)
-            if now != hyper:
-                return f"optimizer {type(opt).__name__}: hyperparameters {_changed(hyper, now)}"
+            if len(opt.param_groups) != len(self._groups[id(opt)]) or any(
+                    group is not g or any(group[k] is not v and group[k] != v for k, v in items)
+                    or tuple(map(id, group["params"])) != ids
+                    for group, (g, items, ids) in zip(opt.param_groups, self._groups[id(opt)])):
+                return f"optimizer {type(opt).__name__}: hyperparameters {_changed(hyper, _hyper(opt))}"
         return None
 
     def describe_state_guards(self) -> list:
@@ -118,28 +124,33 @@ class Variant:
 
     # ------------------------------------------------------------------ running
     def run(self, args: list):
-        inputs = [t._data for t in args] + [t._data for t in self.state_tensors]
+        inputs = [t._data for t in args]
+        inputs += [t._data for t in self.state_tensors]
         env = self.program.run(inputs)
-        p = self.program
-        self._write_back(args, [env[s] for s in p.write_slots], [None if s is None else env[s]
-                                                               for s in p.grad_slots], inputs)
-        arrays = [env[s] for s in p.output_slots]
-        return self._outputs(args, arrays)
+        self._write_back(args, env)
+        return self._outputs(args, [env[s] for s in self.program.output_slots])
 
-    def _write_back(self, args, news, grads, inputs):
-        input_ids = {id(a) for a in inputs}
-        targets = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.write_targets]
-        news = [n.copy() if (n.base is not None or id(n) in input_ids) else n for n in news]
-        for t, new in zip(targets, news):
+    def _write_back(self, args, env):
+        """Write the new state into the captured tensors' own buffers, and set the `.grad`s."""
+        p, state = self.program, self.state_tensors
+        # NOTE: every new value is read before any buffer is written: a new value may be a view of an input
+        news = [env[s] for s in p.write_slots]
+        news = [n.copy() if (n.base is not None or copy) else n for n, copy in zip(news, self.write_is_input)]
+        for (kind, i), new in zip(self.write_targets, news):
+            t = args[i] if kind == "arg" else state[i]
             np.copyto(t._data, new)
-            t._version_box()[0] += 1
-        for (kind, t), g in zip(self.grad_tensors, grads):
+            box = t._vbox
+            if box is None:
+                box = t._version_box()
+            box[0] += 1
+        for (kind, t), s in zip(self.grad_tensors, p.grad_slots):
             if kind == "arg":
                 t = args[t]
-            if g is None:
+            if s is None:
                 t._grad = None
             else:
-                if g.base is not None or not g.flags.writeable or id(g) in input_ids:
+                g = env[s]
+                if g.base is not None or not g.flags.writeable or s < p.n_inputs:
                     g = g.copy()
                 t._grad = Tensor._make(g)
 

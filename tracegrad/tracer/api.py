@@ -117,6 +117,7 @@ class CompiledFunction:
         self._n_variants = 0
         self._fallback = False
         self._pending_state_reason = None
+        self._fast_keys: dict = {}
         self._name = getattr(fn, "__name__", type(fn).__name__)
         try:
             self._signature = inspect.signature(fn.forward if hasattr(fn, "forward") and
@@ -153,8 +154,23 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if _tracing.TRACER is not None or self.backend == "eager" or self._fallback:
             return self.fn(*args, **kwargs)  # inside another trace the function is inlined
+        # NOTE: the common call (distinct tensors as positional arguments) finds its signature without
+        # flattening and binding, which cost more than a small compiled step itself
+        fast = None
+        if not kwargs and all(type(a) is Tensor for a in args) and len({id(a) for a in args}) == len(args):
+            fast = (tuple((a._data.shape, a._data.dtype, a._rg) for a in args), _GRAD.enabled)
+            key = self._fast_keys.get(fast)
+            if key is not None:
+                for variant in self._cache.get(key, ()):
+                    if variant.check_state(args) is None:
+                        try:
+                            return variant.run(args)
+                        except GuardError:
+                            break
         leaves, tree = self._flatten_args(args, kwargs)
         key = (tree, tuple((p, _describe(x)) for p, x in leaves), _GRAD.enabled, _aliasing(leaves))
+        if fast is not None:
+            self._fast_keys[fast] = key
         tensors = _unique([x for _, x in leaves if isinstance(x, Tensor)])
         reasons = []
         for variant in self._cache.get(key, ()):
