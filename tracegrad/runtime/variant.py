@@ -53,7 +53,11 @@ class Variant:
         index = {v: ("arg", i) for i, v in enumerate(g.args)}
         index.update({v: ("state", i) for i, v in enumerate(g.state)})
         self.write_targets = [index[target] for target, _ in g.writes]
-        self.write_is_input = [new in index for _, new in g.writes]
+        # a new value that is an input, or a view (the result of a movement op), is copied before the writes
+        fixed = set(index) | set(g.consts)
+        self.write_copies = [_may_alias(v, fixed) for _, v in g.writes]
+        self.grad_copies = [v is not None and _may_alias(v, fixed) for _, v in g.grad_writes]
+        self.output_copies = [v in g.consts for v in g.outputs]
         # .grad slots of arguments refer to this call's argument (by position), those of captured tensors to the
         # tensor itself
         arg_pos = {id(t): i for i, t in enumerate(tracer.arg_tensors)}
@@ -135,7 +139,7 @@ class Variant:
         p, state = self.program, self.state_tensors
         # NOTE: every new value is read before any buffer is written: a new value may be a view of an input
         news = [env[s] for s in p.write_slots]
-        news = [n.copy() if (n.base is not None or copy) else n for n, copy in zip(news, self.write_is_input)]
+        news = [n.copy() if copy else n for n, copy in zip(news, self.write_copies)]
         for (kind, i), new in zip(self.write_targets, news):
             t = args[i] if kind == "arg" else state[i]
             np.copyto(t._data, new)
@@ -143,16 +147,10 @@ class Variant:
             if box is None:
                 box = t._version_box()
             box[0] += 1
-        for (kind, t), s in zip(self.grad_tensors, p.grad_slots):
+        for (kind, t), s, copy in zip(self.grad_tensors, p.grad_slots, self.grad_copies):
             if kind == "arg":
                 t = args[t]
-            if s is None:
-                t._grad = None
-            else:
-                g = env[s]
-                if g.base is not None or not g.flags.writeable or s < p.n_inputs:
-                    g = g.copy()
-                t._grad = Tensor._make(g)
+            t._grad = None if s is None else Tensor._make(env[s].copy() if copy else env[s])
 
     def _outputs(self, args, arrays, saved=None):
         n = self.n_tensor_outputs
@@ -166,7 +164,7 @@ class Variant:
                 returned_inputs.add(k)
             else:
                 a = arrays[k]
-                tensors.append(Tensor._make(a if a.flags.writeable else a.copy()))
+                tensors.append(Tensor._make(a if a.flags.writeable and not self.output_copies[k] else a.copy()))
         if self.region is not None and _GRAD.enabled:
             saved = arrays[n:] if saved is None else saved
             leaves = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.leaf_targets]
@@ -186,6 +184,12 @@ class Variant:
         if self.region is not None:
             saved = [tracer.arrays[v] for v in self.region.saved]
         return self._outputs(args, arrays, saved)
+
+
+def _may_alias(v, inputs) -> bool:
+    """Whether a value's array may share memory with an input's or a constant's (it is one, or a movement op
+    made it): then the tensor that receives it gets a copy."""
+    return v in inputs or (v.producer is not None and v.producer.op.kind.value == "movement")
 
 
 def _changed(old, new) -> str:
