@@ -67,6 +67,7 @@ class ModuleSource:
         self._names: dict = {}
         units = kernel_order(graph)
         last_use = self._last_uses(units)
+        self.inplace = self._inplace_writes(units)
         run: list = []
         for k, unit in enumerate(units):
             if native_unit(unit):
@@ -79,6 +80,34 @@ class ModuleSource:
         if run:
             self._segment(run, last_use)
         self.source = "\n".join(self.lines) + "\n"
+
+    def _inplace_writes(self, units) -> dict:
+        """New state values a kernel can store straight into the state's own buffer: {new value: state input}.
+
+        Only when the whole graph is native code without guards (nothing can stop the call half-way once a
+        buffer is written), the new value is computed by a kernel at the state's shape and dtype, and no unit
+        after that kernel reads the old value (the kernel itself reads it at the index it writes).
+        """
+        g = self.graph
+        if g.guards or not all(native_unit(u) for u in units):
+            return {}
+        position = {n.out: k for k, u in enumerate(units) for n in u}
+        in_group = {n.out for u in units if u[0].group is not None for n in u if n.op.name not in EPILOGUES}
+        out = {}
+        for target, new in g.writes:
+            if new not in in_group or (new.shape, new.dtype) != (target.shape, target.dtype) or new in out:
+                continue
+            k = position[new]
+            views = {target}  # the old value, and views of it (a movement op's result may share its buffer)
+            for n in g.nodes:
+                if n.op.kind is Kind.MOVEMENT and n.inputs and n.inputs[0] in views:
+                    views.add(n.out)
+            later = [v for u in units[k + 1:] for n in u for v in n.inputs]
+            if views & set(later) or (views - {target}) & {v for n in units[k] for v in n.inputs} or \
+                    views & set(g.outputs):
+                continue
+            out[new] = target
+        return out
 
     # ------------------------------------------------------------------ names
     def name(self, v) -> str:
@@ -109,6 +138,8 @@ class ModuleSource:
                     literal = v in consts and consts[v].ndim == 0 and unit[0].group is not None
                     if v not in made and v not in reads and not literal:
                         reads.append(v)
+                if node.out in self.inplace and self.inplace[node.out] not in reads:
+                    reads.append(self.inplace[node.out])
                 made.add(node.out)
         end = run[-1][0]
         outs = [v for v in made if last_use.get(v, -1) > end]
@@ -172,7 +203,10 @@ class ModuleSource:
                  f"{list(domain)}"]
         self.n_kernels += 1
         for v in stored:
-            lines.append(f"{self.name(v)} = np.empty({v.shape}, {_CAST[v.dtype.name]})")
+            if v in self.inplace:  # the new value of captured state: stored into the state's own buffer
+                lines.append(f"{self.name(v)} = {self.name(self.inplace[v])}  # updated in place")
+            else:
+                lines.append(f"{self.name(v)} = np.empty({v.shape}, {_CAST[v.dtype.name]})")
         if epilogue is not None:
             lines.append(self._accumulator(epilogue, domain))
         indent = ""

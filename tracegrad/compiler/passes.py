@@ -255,3 +255,43 @@ def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, v
 
 __all__ = ["DEFAULT_PASSES", "Kind", "algebraic_simplification", "common_subexpression_elimination",
            "constant_folding", "dead_code_elimination", "run_pipeline"]
+
+
+def transpose_of_matmul(graph):
+    """Rewrite ``permute(matmul(a, b), (1, 0))`` as ``matmul(b.T, a.T)`` (2-D), cancelling transposes of transposes.
+
+    Autodiff writes a weight's gradient as the transpose of ``x.T @ g``; the rewrite makes it ``g.T @ x``, a
+    contiguous array that the optimizer's update kernel reads in order. Used by the numba backend only: BLAS
+    may round ``(AB)^T`` and ``B^T A^T`` differently in the last bit, and the interpreter matches eager exactly.
+    """
+    g = graph.copy()
+    producers = {n.out: n for n in g.nodes}
+    kept, mapping = [], {}
+
+    def transposed(v, like):
+        src = producers.get(v)
+        if src is not None and src.op.name == "permute" and tuple(src.params["perm"]) == (1, 0):
+            return src.inputs[0], []
+        node = _new_node(g, P.permute, [v], {"perm": (1, 0)}, like)
+        node.out.shape = (v.shape[1], v.shape[0])
+        node.out.dtype = v.dtype
+        return node.out, [node]
+
+    for node in g.nodes:
+        node.inputs = [mapping.get(v, v) for v in node.inputs]
+        src = producers.get(node.inputs[0]) if node.inputs else None
+        if node.op.name == "permute" and tuple(node.params["perm"]) == (1, 0) and src is not None \
+                and src.op.name == "matmul" and len(src.inputs[0].shape) == 2 and len(src.inputs[1].shape) == 2:
+            a, b = src.inputs
+            bt, new_b = transposed(b, node)
+            at, new_a = transposed(a, node)
+            mm = _new_node(g, P.matmul, [bt, at], {}, node)
+            kept += new_b + new_a + [mm]
+            mapping[node.out] = mm.out
+            producers[mm.out] = mm
+            continue
+        kept.append(node)
+        producers[node.out] = node
+    g.nodes = kept
+    g.replace_all_uses(mapping)
+    return dead_code_elimination(g)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..compiler.codegen import ModuleSource
 from ..compiler.fusion import fuse_elementwise
+from ..compiler.passes import transpose_of_matmul
 from .interpreter import GuardError, _with_node
 
 _LOADED: dict = {}
@@ -77,7 +78,7 @@ class NativeProgram:
     """A graph compiled by the numba backend; the same interface as the interpreter's `Program`."""
 
     def __init__(self, graph, fastmath: bool = False):
-        self.graph = fuse_elementwise(graph)
+        self.graph = fuse_elementwise(transpose_of_matmul(graph))
         self.code = ModuleSource(self.graph, fastmath=fastmath)
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")

@@ -142,7 +142,8 @@ class Variant:
         news = [n.copy() if copy else n for n, copy in zip(news, self.write_copies)]
         for (kind, i), new in zip(self.write_targets, news):
             t = args[i] if kind == "arg" else state[i]
-            np.copyto(t._data, new)
+            if new is not t._data:  # (the numba backend may have updated the buffer in place)
+                np.copyto(t._data, new)
             box = t._vbox
             if box is None:
                 box = t._version_box()
