@@ -112,3 +112,20 @@ def test_interpreted_errors_keep_the_exception_class():
     f(tg.ones(3), tg.tensor([0]))
     with pytest.raises(IndexError):
         f(tg.ones(3), tg.tensor([np.int64(9)]))
+
+
+def test_check_compares_every_node_with_the_interpreter_and_names_the_first_divergence():
+    import warnings
+
+    from tracegrad.runtime import variant
+    f = tg.compile(lambda x: (x.exp() * 3.0).sum(0), backend="numba", check=True)  # LINE-CHECK
+    x = tg.randn(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within tolerance: no warning
+        for _ in range(3):
+            np.testing.assert_allclose(f(x).numpy(), (x.exp() * 3.0).sum(0).numpy(), rtol=1e-6)
+    (v,) = f._cache[next(iter(f._cache))]
+    ref, env = v.reference.run([x.numpy()]), v.program.run([x.numpy()])
+    with pytest.warns(RuntimeWarning, match=rf"compile\(check=True\): %2:f32\[4\] = sum %1 axes=\(0,\) keepdim=False "
+                                            rf"\(traced at .*{THIS_FILE}:{_line('LINE-CHECK')}\) differs from eager"):
+        variant._check(v.graph, v.reference, ref, v.program, env, rtol=0, atol=0)  # float64 sums round differently

@@ -27,11 +27,13 @@ class GuardError(Exception):
 
 
 class Program:
-    """A graph planned for the interpreter; `run` maps input arrays (args then state) to root arrays."""
+    """A graph planned for the interpreter; `run` maps input arrays (args then state) to root arrays.
 
-    def __init__(self, graph):
+    With `keep_all`, no value is freed (`compile(check=True)` compares every one)."""
+
+    def __init__(self, graph, keep_all: bool = False):
         self.graph = graph
-        slot = {}
+        self.slot = slot = {}
         for v in graph.args + graph.state:
             slot[v] = len(slot)
         self.n_inputs = len(slot)
@@ -49,7 +51,7 @@ class Program:
                 last_use[v] = i
         frees = [[] for _ in graph.nodes]
         for v, i in last_use.items():
-            if v not in roots and v.producer is not None:
+            if v not in roots and v.producer is not None and not keep_all:
                 frees[i].append(slot[v])
         guards_at: dict = {}
         for gd in graph.guards:

@@ -84,7 +84,7 @@ class NativeProgram:
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
         module = load_module(self.code.source)
         g = self.graph
-        slot = {}
+        self.slot = slot = {}
         for v in g.args + g.state:
             slot[v] = len(slot)
         self.n_inputs = len(slot)

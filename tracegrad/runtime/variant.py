@@ -6,11 +6,14 @@ failed guard or an error leaves nothing half-applied), sets the `.grad`s and bui
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import STATE as _GRAD
 from ..compiler.passes import run_pipeline
+from ..ir.printer import format_node
 from .interpreter import Program
 from .region import attach_region
 
@@ -30,7 +33,8 @@ class Variant:
         self.region = None
 
     @classmethod
-    def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes, backend="interpret") -> Variant:
+    def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes, backend="interpret",
+              check=False) -> Variant:
         self = cls()
         graph = tracer.graph
         if region is not None:
@@ -42,6 +46,7 @@ class Variant:
             from .native import NativeProgram
             make = NativeProgram
         self.program = make(self.graph)
+        self.reference = Program(self.graph, keep_all=True) if check and make is not Program else None
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
             region.bwd_program = make(region.backward)
@@ -130,7 +135,11 @@ class Variant:
     def run(self, args: list):
         inputs = [t._data for t in args]
         inputs += [t._data for t in self.state_tensors]
+        if self.reference is not None:  # first: the native code may update the state's buffers in place
+            ref = self.reference.run(inputs)
         env = self.program.run(inputs)
+        if self.reference is not None:
+            _check(self.graph, self.reference, ref, self.program, env)
         self._write_back(args, env)
         return self._outputs(args, [env[s] for s in self.program.output_slots])
 
@@ -185,6 +194,25 @@ class Variant:
         if self.region is not None:
             saved = [tracer.arrays[v] for v in self.region.saved]
         return self._outputs(args, arrays, saved)
+
+
+def _check(graph, reference, ref_env, program, env, rtol=1e-4, atol=1e-5) -> None:
+    """Warn about the first node (in graph order) whose compiled value differs from the interpreter's (numpy's,
+    as eager mode computes it) beyond tolerance; the values inside a native segment are not visible."""
+    for node in graph.nodes:
+        v = node.out
+        a, b = ref_env[reference.slot[v]], (env[program.slot[v]] if v in program.slot else None)
+        if a is None or b is None:
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        same = np.array_equal(a, b) if a.dtype.kind in "biu" else \
+            np.allclose(b, a, rtol=rtol, atol=atol, equal_nan=True)
+        if not same:
+            err = np.max(np.abs(b.astype(np.float64) - a.astype(np.float64)))
+            warnings.warn(f"compile(check=True): {format_node(node)} (traced at {node.loc or '?'}) differs from "
+                          f"eager: max abs difference {err:.3g} (rtol {rtol}, atol {atol})", RuntimeWarning,
+                          stacklevel=4)
+            return
 
 
 def _may_alias(v, inputs) -> bool:

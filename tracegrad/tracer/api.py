@@ -101,7 +101,7 @@ class CompiledFunction:
     """
 
     def __init__(self, fn, backend: str = "interpret", strict: bool = False, max_variants: int = 8,
-                 passes=DEFAULT_PASSES, print_passes: bool | None = None):
+                 passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         functools.update_wrapper(self, fn, updated=())
@@ -111,6 +111,7 @@ class CompiledFunction:
         self.max_variants = max_variants
         self.passes = tuple(passes)
         self.print_passes = print_passes
+        self.check = check
         self.retraces: list[str] = []
         self._cache: dict = {}
         self._keys: list = []
@@ -216,7 +217,8 @@ class CompiledFunction:
         tracer = Tracer(self._name, strict=self.strict)
         out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
-        variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend)
+        variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend,
+                                self.check)
         outputs = variant.outputs_from_trace(tracer, out_leaves)
         if key not in self._keys:
             self._keys.append(key)
@@ -348,14 +350,15 @@ class Explanation:
 
 # ---------------------------------------------------------------------------------------- public functions
 def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_variants: int = 8,  # noqa: A001
-            passes=DEFAULT_PASSES, print_passes: bool | None = None):
+            passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False):
     """Trace `fn` (a function, a training step, or a Module) into a graph on first call and run the graph.
 
     Use as ``@tracegrad.compile`` or ``tracegrad.compile(fn, backend="interpret")``. Each new signature
     (shapes, dtypes, requires_grad, static arguments, grad mode) or failed guard traces again; past
     `max_variants` variants it warns and runs eagerly (with `strict=True` it raises, and
     data-dependent Python control flow raises at once). Results, parameters, optimizer state and
-    `.grad`s equal what eager mode gives.
+    `.grad`s equal what eager mode gives. With `check=True` (numba backend) each call also runs the graph in
+    the interpreter and warns about the first node whose value differs beyond tolerance.
 
     >>> import tracegrad as tg
     >>> f = tg.compile(lambda x: (x.exp() * 2).sum())
@@ -364,8 +367,8 @@ def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_va
     """
     if fn is None:
         return lambda f: compile(f, backend=backend, strict=strict, max_variants=max_variants, passes=passes,
-                                 print_passes=print_passes)
-    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes)
+                                 print_passes=print_passes, check=check)
+    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes, check)
 
 
 def trace(fn, *args, **kwargs) -> Graph:
