@@ -38,44 +38,76 @@ def fusible(node) -> bool:
 
 
 def fuse_elementwise(graph):
-    """Label maximal convex groups of elementwise nodes, each with an optional reduction epilogue."""
+    """Label maximal convex groups of elementwise nodes, each with an optional reduction epilogue.
+
+    Nodes are placed in order. A fusible node joins the group of one of its inputs (same domain, no
+    epilogue yet), and groups of other inputs merge into it, unless that would make the groups' graph
+    cyclic: the units (groups, and nodes outside groups) form a DAG, kept in networkx, and a join or merge
+    is refused when a path between the units runs through a third one.
+    """
     g = graph.copy()
-    group_of: dict = {}        # value -> group id of its producer
-    domain: dict = {}          # group id -> its shape
-    closed: set = set()        # groups ending in a reduction
-    depends: dict = {}         # value -> group ids it depends on through other nodes
+    unit: dict = {}    # value -> the unit (group id, or a node's own id) that computes it
+    members: dict = {}  # group id -> its values
+    domain: dict = {}   # group id -> its shape
+    closed: set = set()  # groups ending in a reduction
+    dag = nx.DiGraph()
     next_id = 0
+
+    def sources(node):
+        return {unit[v] for v in node.inputs if v in unit}
+
+    def reaches_through_third(a, b):
+        """A path a -> ... -> b other than the direct edge."""
+        return any(x != b and nx.has_path(dag, x, b) for x in dag.successors(a))
+
     for node in g.nodes:
-        deps = set()
-        for v in node.inputs:
-            deps |= depends.get(v, set())
-            if v in group_of:
-                deps.add(group_of[v])
-        chosen = None
         is_epilogue = node.op.name in EPILOGUES and node.inputs[0].dtype.name in _DTYPES
+        chosen = None
         if fusible(node) or is_epilogue:
             shape = node.inputs[0].shape if is_epilogue else node.out.shape
-            for v in node.inputs:
-                gid = group_of.get(v)
-                if gid is None or gid in closed or domain[gid] != shape or (is_epilogue and v is not node.inputs[0]):
-                    continue
-                # convex: no other input reaches this group through a node outside it
-                if all(group_of.get(u) == gid or gid not in depends.get(u, set()) for u in node.inputs):
+            candidates = []
+            for v in (node.inputs[:1] if is_epilogue else node.inputs):
+                gid = unit.get(v)
+                if gid in domain and gid not in closed and domain[gid] == shape and gid not in candidates:
+                    candidates.append(gid)
+            for gid in candidates:
+                # joining adds edges from the node's other sources into gid: a path gid -> source closes a cycle
+                if all(src == gid or not nx.has_path(dag, gid, src) for src in sources(node)):
                     chosen = gid
                     break
-            if chosen is None and not is_epilogue:
-                chosen, next_id = next_id, next_id + 1
-                domain[chosen] = shape
-            elif chosen is None and is_epilogue:  # a reduction of a value from outside: a kernel of its own
-                chosen, next_id = next_id, next_id + 1
-                domain[chosen] = shape
+            if chosen is not None:
+                for other in candidates:  # merge the other input groups in, where that keeps the DAG acyclic
+                    if other == chosen or other not in dag or not all(
+                            src in (chosen, other) or not nx.has_path(dag, other, src) for src in sources(node)):
+                        continue
+                    if reaches_through_third(chosen, other) or reaches_through_third(other, chosen):
+                        continue
+                    for v in members.pop(other):
+                        unit[v] = chosen
+                        members[chosen].append(v)
+                    nx.contracted_nodes(dag, chosen, other, self_loops=False, copy=False)
+                    del domain[other]
+                    closed.discard(other)
+            if chosen is None:
+                chosen, next_id = ("g", next_id), next_id + 1
+                domain[chosen], members[chosen] = shape, []
+                dag.add_node(chosen)
             if is_epilogue:
                 closed.add(chosen)
-        if chosen is not None:
-            node.group = chosen
-            group_of[node.out] = chosen
-            deps.discard(chosen)
-        depends[node.out] = deps
+            members[chosen].append(node.out)
+        else:
+            chosen = ("n", id(node))
+            dag.add_node(chosen)
+        unit[node.out] = chosen
+        for src in sources(node):
+            if src != chosen:
+                dag.add_edge(src, chosen)
+    # number the groups in order of their first node
+    ids = {}
+    for node in g.nodes:
+        u = unit[node.out]
+        if u[0] == "g":
+            node.group = ids.setdefault(u, len(ids))
     return g
 
 

@@ -44,7 +44,10 @@ def _versions() -> str:
     import numba
 
     from .. import __version__
-    return f"tracegrad {__version__}, numba {numba.__version__}, numpy {np.__version__}"
+    from ..compiler import vecmath
+    with open(vecmath.__file__, "rb") as f:  # generated modules call vecmath: its changes must miss the cache
+        vm = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"tracegrad {__version__}, numba {numba.__version__}, numpy {np.__version__}, vecmath {vm}"
 
 
 def load_module(source: str):
