@@ -11,8 +11,8 @@ Each fusion group becomes a kernel: a loop nest over the group's domain, innermo
 arrays are contiguous there, so LLVM can vectorize it), broadcast inputs indexed with 0 on their size-1
 dimensions, one statement per node with the node as a comment, the registry's scalar expression rounded
 to the node's dtype (as numpy rounds after every op), and the reduction epilogue accumulating in place.
-The outer loop is a ``prange`` above `PARALLEL_THRESHOLD` elements. The same source, with the decorators
-made no-ops, is the plain-Python reference of the kernels (`python_reference`).
+The outer loop is a ``prange`` from `PARALLEL_THRESHOLD` elements on (never over a summed axis). The same
+source, with the decorators made no-ops, is the plain-Python reference of the kernels (`python_reference`).
 """
 from __future__ import annotations
 

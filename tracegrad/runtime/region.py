@@ -25,7 +25,15 @@ class Region:
         self.start, self.diff_outputs, self.cots, self.leaves, self.grads = start, diff_outputs, cots, leaves, grads
         self.backward = None
         self.saved = []
-        self.bwd_program = None
+        self.make_program = None
+        self._bwd_program = None
+
+    @property
+    def bwd_program(self):
+        """The backward graph's program, built the first time a backward runs."""
+        if self._bwd_program is None:
+            self._bwd_program = self.make_program()
+        return self._bwd_program
 
     @classmethod
     def partition(cls, graph, start, diff_outputs, cots, leaves, grads) -> Region:

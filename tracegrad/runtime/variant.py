@@ -6,6 +6,7 @@ failed guard or an error leaves nothing half-applied), sets the `.grad`s and bui
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -45,11 +46,14 @@ class Variant:
         if backend == "numba":
             from .native import NativeProgram
             make = NativeProgram
-        self.program = make(self.graph)
+        # NOTE: built at the first replay, not here: a trace that is not cached (it created new state), and
+        # explain(), never generate or compile code
+        self._make = make
+        self._program = None
         self.reference = Program(self.graph, keep_all=True) if check and make is not Program else None
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
-            region.bwd_program = make(region.backward)
+            region.make_program = functools.partial(make, region.backward)
         self.region = region
         g = self.graph
         self.arg_tensor_ids = [id(t) for t in tracer.arg_tensors]
@@ -93,6 +97,12 @@ class Variant:
         self.n_tensor_outputs = k
         self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
         return self
+
+    @property
+    def program(self):
+        if self._program is None:
+            self._program = self._make(self.graph)
+        return self._program
 
     # ------------------------------------------------------------------ guards on captured state
     def check_state(self, args):
