@@ -295,6 +295,8 @@ def _run_steps(code, fns, graph, arrays):
         else:
             node = step[1]
             env[node.out] = np.asarray(node.op.forward(*[env[v] for v in node.inputs], **node.params))
+    for new, target in code.inplace.items():  # stored into the state's buffer and not returned
+        env.setdefault(new, env[target])
     return [np.asarray(env[v]) for v in _results(graph)]
 
 

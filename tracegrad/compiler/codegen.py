@@ -144,7 +144,11 @@ class ModuleSource:
                     reads.append(self.inplace[node.out])
                 made.add(node.out)
         end = run[-1][0]
-        outs = [v for v in made if last_use.get(v, -1) > end]
+        # a state value updated in place by its kernel is not returned (the state's buffer holds it)
+        written_in_place = {v for v in self.inplace if v not in self.graph.outputs and
+                            not any(v is gv for _, gv in self.graph.grad_writes) and
+                            not any(v is gd.value for gd in self.graph.guards)}
+        outs = [v for v in made if last_use.get(v, -1) > end and v not in written_in_place]
         outs.sort(key=lambda v: [n.out for _, u in run for n in u].index(v))
         fname = f"segment_{len([s for s in self.steps if s[0] == 'native'])}"
         body = []

@@ -116,7 +116,10 @@ class NativeProgram:
                                    [(slot[node.out], gd) for gd in guards_at.get(node.out, ())], node))
         self.n_native = sum(1 for s in self.code.steps if s[0] == "native")
         self.output_slots = [slot[v] for v in g.outputs]
-        self.write_slots = [slot[v] for _, v in g.writes]
+        # writes the kernels did in place have no slot: the write-back skips them
+        returned = {v for step in self.code.steps if step[0] == "native" for v in step[3]}
+        returned |= {step[1].out for step in self.code.steps if step[0] == "node"}
+        self.write_slots = [slot[v] if (v in returned or v not in self.code.inplace) else None for _, v in g.writes]
         self.grad_slots = [None if v is None else slot[v] for _, v in g.grad_writes]
 
     def run(self, inputs: list) -> list:

@@ -157,11 +157,11 @@ class Variant:
         """Write the new state into the captured tensors' own buffers, and set the `.grad`s."""
         p, state = self.program, self.state_tensors
         # NOTE: every new value is read before any buffer is written: a new value may be a view of an input
-        news = [env[s] for s in p.write_slots]
-        news = [n.copy() if copy else n for n, copy in zip(news, self.write_copies)]
+        news = [None if s is None else env[s] for s in p.write_slots]  # None: updated in place by native code
+        news = [n.copy() if copy and n is not None else n for n, copy in zip(news, self.write_copies)]
         for (kind, i), new in zip(self.write_targets, news):
             t = args[i] if kind == "arg" else state[i]
-            if new is not t._data:  # (the numba backend may have updated the buffer in place)
+            if new is not None and new is not t._data:
                 np.copyto(t._data, new)
             box = t._vbox
             if box is None:
