@@ -26,12 +26,11 @@ class GuardError(Exception):
         self.guard, self.got = guard, got
 
 
-class Program:
-    """A graph planned for the interpreter; `run` maps input arrays (args then state) to root arrays.
+class Plan:
+    """What every runtime plans for a graph: a slot per value (inputs, then constants, then node outputs), the
+    guards by the value they check, and the slots of the outputs, written-back state and `.grad`s."""
 
-    With `keep_all`, no value is freed (`compile(check=True)` compares every one)."""
-
-    def __init__(self, graph, keep_all: bool = False):
+    def _plan(self, graph) -> dict:
         self.graph = graph
         self.slot = slot = {}
         for v in graph.args + graph.state:
@@ -44,6 +43,42 @@ class Program:
         for node in graph.nodes:
             slot[node.out] = len(slot)
         self.n_slots = len(slot)
+        self.guards_at: dict = {}
+        for gd in graph.guards:
+            self.guards_at.setdefault(gd.value, []).append(gd)
+        self.input_guards = [(slot[gd.value], gd) for gd in graph.guards if gd.value.producer is None]
+        self.output_slots = [slot[v] for v in graph.outputs]
+        self.write_slots = [slot[v] for _, v in graph.writes]
+        self.grad_slots = [None if v is None else slot[v] for _, v in graph.grad_writes]
+        return slot
+
+    def _start(self, inputs: list) -> list:
+        """The environment of a run: inputs and constants in place, the guards on inputs checked."""
+        env = [None] * self.n_slots
+        env[:self.n_inputs] = inputs
+        env[self.n_inputs:self.n_inputs + len(self.consts)] = self.consts
+        for s, gd in self.input_guards:
+            if not gd.holds(env[s]):
+                raise GuardError(gd, np.asarray(env[s]).tolist())
+        return env
+
+    def outputs(self, inputs: list) -> list:
+        env = self.run(inputs)
+        return [env[s] for s in self.output_slots]
+
+
+def forward_of(node):
+    """The node's numpy forward with its params bound."""
+    return functools.partial(node.op.forward, **node.params) if node.params else node.op.forward
+
+
+class Program(Plan):
+    """A graph planned for the interpreter; `run` maps input arrays (args then state) to root arrays.
+
+    With `keep_all`, no value is freed (`compile(check=True)` compares every one)."""
+
+    def __init__(self, graph, keep_all: bool = False):
+        slot = self._plan(graph)
         roots = set(graph.roots())
         last_use = {}
         for i, node in enumerate(graph.nodes):
@@ -53,26 +88,13 @@ class Program:
         for v, i in last_use.items():
             if v not in roots and v.producer is not None and not keep_all:
                 frees[i].append(slot[v])
-        guards_at: dict = {}
-        for gd in graph.guards:
-            guards_at.setdefault(gd.value, []).append(gd)
-        self.input_guards = [(slot[gd.value], gd) for gd in graph.guards if gd.value.producer is None]
-        self.steps = [(functools.partial(node.op.forward, **node.params) if node.params else node.op.forward,
-                       [slot[v] for v in node.inputs], slot[node.out], frees[i],
-                       [(slot[node.out], gd) for gd in guards_at.get(node.out, ())], node)
+        self.steps = [(forward_of(node), [slot[v] for v in node.inputs], slot[node.out], frees[i],
+                       [(slot[node.out], gd) for gd in self.guards_at.get(node.out, ())], node)
                       for i, node in enumerate(graph.nodes)]
-        self.output_slots = [slot[v] for v in graph.outputs]
-        self.write_slots = [slot[v] for _, v in graph.writes]
-        self.grad_slots = [None if v is None else slot[v] for _, v in graph.grad_writes]
 
     def run(self, inputs: list) -> list:
         """Execute; returns the environment (a list indexed by slot) holding the roots' arrays."""
-        env = [None] * self.n_slots
-        env[:self.n_inputs] = inputs
-        env[self.n_inputs:self.n_inputs + len(self.consts)] = self.consts
-        for s, gd in self.input_guards:
-            if not gd.holds(env[s]):
-                raise GuardError(gd, np.asarray(env[s]).tolist())
+        env = self._start(inputs)
         for fwd, ins, out, frees, guards, node in self.steps:
             try:
                 res = fwd(*[env[i] for i in ins])
@@ -87,10 +109,6 @@ class Program:
                     if not gd.holds(env[s]):
                         raise GuardError(gd, np.asarray(env[s]).tolist())
         return env
-
-    def outputs(self, inputs: list) -> list:
-        env = self.run(inputs)
-        return [env[s] for s in self.output_slots]
 
 
 def _with_node(error: Exception, node) -> Exception:

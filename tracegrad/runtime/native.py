@@ -13,7 +13,6 @@ The cache directory is ``$TRACEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracegra
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -26,7 +25,7 @@ import numpy as np
 from ..compiler.codegen import ModuleSource
 from ..compiler.fusion import fuse_elementwise
 from ..compiler.passes import transpose_of_matmul
-from .interpreter import GuardError, _with_node
+from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
 
@@ -77,7 +76,7 @@ def load_module(source: str):
     return module
 
 
-class NativeProgram:
+class NativeProgram(Plan):
     """A graph compiled by the numba backend; the same interface as the interpreter's `Program`."""
 
     def __init__(self, graph, fastmath: bool = False):
@@ -86,49 +85,26 @@ class NativeProgram:
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
         module = load_module(self.code.source)
-        g = self.graph
-        self.slot = slot = {}
-        for v in g.args + g.state:
-            slot[v] = len(slot)
-        self.n_inputs = len(slot)
-        self.consts = []
-        for v, array in g.consts.items():
-            slot[v] = len(slot)
-            self.consts.append(array)
-        for node in g.nodes:
-            slot[node.out] = len(slot)
-        self.n_slots = len(slot)
-        guards_at: dict = {}
-        for gd in g.guards:
-            guards_at.setdefault(gd.value, []).append(gd)
-        self.input_guards = [(slot[gd.value], gd) for gd in g.guards if gd.value.producer is None]
+        slot = self._plan(self.graph)
         self.steps = []
         for step in self.code.steps:
             if step[0] == "native":
                 _, fname, reads, outs = step
-                fn = getattr(module, fname)
-                self.steps.append((fn, [slot[v] for v in reads], [slot[v] for v in outs],
-                                   [(slot[v], gd) for v in outs for gd in guards_at.get(v, ())], None))
+                self.steps.append((getattr(module, fname), [slot[v] for v in reads], [slot[v] for v in outs],
+                                   [(slot[v], gd) for v in outs for gd in self.guards_at.get(v, ())], None))
             else:
                 node = step[1]
-                fn = functools.partial(node.op.forward, **node.params) if node.params else node.op.forward
-                self.steps.append((fn, [slot[v] for v in node.inputs], slot[node.out],
-                                   [(slot[node.out], gd) for gd in guards_at.get(node.out, ())], node))
+                self.steps.append((forward_of(node), [slot[v] for v in node.inputs], slot[node.out],
+                                   [(slot[node.out], gd) for gd in self.guards_at.get(node.out, ())], node))
         self.n_native = sum(1 for s in self.code.steps if s[0] == "native")
-        self.output_slots = [slot[v] for v in g.outputs]
         # writes the kernels did in place have no slot: the write-back skips them
         returned = {v for step in self.code.steps if step[0] == "native" for v in step[3]}
         returned |= {step[1].out for step in self.code.steps if step[0] == "node"}
-        self.write_slots = [slot[v] if (v in returned or v not in self.code.inplace) else None for _, v in g.writes]
-        self.grad_slots = [None if v is None else slot[v] for _, v in g.grad_writes]
+        self.write_slots = [slot[v] if (v in returned or v not in self.code.inplace) else None
+                            for _, v in self.graph.writes]
 
     def run(self, inputs: list) -> list:
-        env = [None] * self.n_slots
-        env[:self.n_inputs] = inputs
-        env[self.n_inputs:self.n_inputs + len(self.consts)] = self.consts
-        for s, gd in self.input_guards:
-            if not gd.holds(env[s]):
-                raise GuardError(gd, np.asarray(env[s]).tolist())
+        env = self._start(inputs)
         for fn, ins, out, guards, node in self.steps:
             if node is None:  # a native segment: one call, several results
                 with warnings.catch_warnings():
@@ -146,7 +122,3 @@ class NativeProgram:
                 if not gd.holds(env[s]):
                     raise GuardError(gd, np.asarray(env[s]).tolist())
         return env
-
-    def outputs(self, inputs: list) -> list:
-        env = self.run(inputs)
-        return [env[s] for s in self.output_slots]
