@@ -35,10 +35,6 @@ class Region:
             self._bwd_program = self.make_program()
         return self._bwd_program
 
-    @classmethod
-    def partition(cls, graph, start, diff_outputs, cots, leaves, grads) -> Region:
-        return cls(start, diff_outputs, cots, leaves, grads)
-
     def split(self, graph: Graph) -> Graph:
         """The forward graph (returning the saved values after the outputs); sets `self.backward`."""
         fwd_nodes, bwd_nodes = graph.nodes[:self.start], graph.nodes[self.start:]

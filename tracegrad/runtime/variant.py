@@ -56,7 +56,6 @@ class Variant:
             region.make_program = functools.partial(make, region.backward)
         self.region = region
         g = self.graph
-        self.arg_tensor_ids = [id(t) for t in tracer.arg_tensors]
         self.state_tensors = [tracer.owner[v] for v in g.state]
         self.state_meta = [(t._data.shape, t._data.dtype, t._rg) for t in self.state_tensors]
         index = {v: ("arg", i) for i, v in enumerate(g.args)}

@@ -307,7 +307,7 @@ def _derive_region(tracer, out_tensors):
         grads, _ = backward_pass(tracer, roots, leaves, create_graph=False)
     grad_values = [None if g is None else tracer.value_of(g) for g in grads]
     tracer.phase = "forward"
-    return Region.partition(graph, start, diff, cots, leaves, grad_values)
+    return Region(start, diff, cots, leaves, grad_values)
 
 
 class Explanation:
