@@ -21,6 +21,7 @@ import tempfile
 import warnings
 
 import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
 
 from ..compiler.codegen import ModuleSource
 from ..compiler.fusion import fuse_elementwise
@@ -28,6 +29,8 @@ from ..compiler.passes import transpose_of_matmul
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
+# numba's hints about array layouts (np.dot on a transposed view) concern code we generate, not the user's
+warnings.filterwarnings("ignore", category=NumbaPerformanceWarning)
 
 
 def cache_dir() -> str:
@@ -107,9 +110,7 @@ class NativeProgram(Plan):
         env = self._start(inputs)
         for fn, ins, out, guards, node in self.steps:
             if node is None:  # a native segment: one call, several results
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # numba's performance hints about array layouts
-                    res = fn(*[env[i] for i in ins])
+                res = fn(*[env[i] for i in ins])
                 for s, r in zip(out, res):
                     env[s] = r
             else:
