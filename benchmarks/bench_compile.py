@@ -14,15 +14,11 @@ Run from the repository root:  python benchmarks/bench_compile.py [--quick]
 import argparse
 import importlib
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
-from timing import bench
+from timing import bench, in_worker, report, worker_args
 from workloads import mlp_data, numpy_mlp_step
 
 WORKLOADS = {"mlp": ((64, 128, 10), 64), "tiny": ((10, 5, 2), 16), "medium": ((784, 256, 256, 10), 128)}
@@ -92,18 +88,15 @@ def measure(mode, workload, n):
 
 
 def run_worker(mode, workload, n, cache=None):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if cache:
         env["TRACEGRAD_CACHE_DIR"] = cache
-    out = subprocess.run([sys.executable, __file__, "--worker", mode, workload, str(n)], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return in_worker(__file__, mode, workload, n, env=env)
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
-        return
+    if (args := worker_args()) is not None:
+        return report(measure(args[0], args[1], int(args[2])))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a few seconds)")
     n = 20 if ap.parse_args().quick else 300

@@ -15,12 +15,10 @@ Run from the repository root:  python benchmarks/bench_eager.py [--quick]
 """
 import argparse
 import importlib.util
-import json
-import subprocess
 import sys
 
 import numpy as np
-from timing import bench
+from timing import bench, in_worker, report, worker_args
 
 import tracegrad as tg
 
@@ -110,13 +108,13 @@ def torch_worker(n_tiny, n_mid, warm):
     torch_mid()
     check("torch per-op", [tx.grad.numpy()], [chain_np(x0)])
     check("torch mid-size", [tw1.grad.numpy(), tw2.grad.numpy()], program_np(x, w1, w2))
-    print(json.dumps({"tiny": bench(torch_tiny, n_tiny, warm), "mid": bench(torch_mid, n_mid, warm),
-                      "versions": f"torch {torch.__version__} (get_num_threads={torch.get_num_threads()})"}))
+    report({"tiny": bench(torch_tiny, n_tiny, warm), "mid": bench(torch_mid, n_mid, warm),
+            "versions": f"torch {torch.__version__} (get_num_threads={torch.get_num_threads()})"})
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--torch-worker":
-        return torch_worker(*map(int, sys.argv[2:]))
+    if (args := worker_args()) is not None:
+        return torch_worker(*map(int, args))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~20/5 timed calls instead of 200/50")
     args = ap.parse_args()
@@ -152,9 +150,7 @@ def main():
     rows["mid"] = [bench(tg_mid, n_mid, warm), None, bench(lambda: program_np(x, w1, w2), n_mid, warm)]
 
     if HAVE_TORCH:
-        out = subprocess.run([sys.executable, __file__, "--torch-worker", str(n_tiny), str(n_mid), str(warm)],
-                             capture_output=True, text=True, check=True).stdout
-        measured = json.loads(out.strip().splitlines()[-1])
+        measured = in_worker(__file__, n_tiny, n_mid, warm)
         rows["tiny"][1], rows["mid"][1] = measured["tiny"], measured["mid"]
         versions = measured["versions"]
     else:

@@ -10,13 +10,10 @@ Run from the repository root:  python benchmarks/bench_training.py [--quick]
 """
 import argparse
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 
 import numpy as np
-from timing import bench
+from timing import bench, in_worker, report, worker_args
 from workloads import numpy_mlp_step
 
 B, DIMS, LR, MOM = 64, (64, 128, 10), 0.01, 0.9
@@ -66,18 +63,13 @@ def measure(lib_name, workload, n):
 
 
 def run_worker(lib, workload, n):
-    env = dict(os.environ)
-    if workload == "mlp":
-        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, "--worker", lib, workload, str(n)], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    env = dict(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") if workload == "mlp" else {}
+    return in_worker(__file__, lib, workload, n, env=env)
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
-        return
+    if (args := worker_args()) is not None:
+        return report(measure(args[0], args[1], int(args[2])))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a few seconds)")
     n_mlp, n_resnet = (20, 2) if ap.parse_args().quick else (300, 7)

@@ -1,5 +1,10 @@
-"""Timing shared by the benchmark scripts: the median of individually timed calls, after a warm-up."""
+"""Timing shared by the benchmark scripts: the median of individually timed calls, after a warm-up, and the
+worker protocol that times each framework or mode in a fresh process of its own."""
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -13,3 +18,20 @@ def bench(f, n: int, warm: int) -> float:
         f()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts) * 1e6
+
+
+def in_worker(script: str, *args, env: dict | None = None):
+    """Run ``script --worker *args`` in a fresh Python process; return what it printed as JSON on its last line."""
+    out = subprocess.run([sys.executable, script, "--worker", *map(str, args)], env=dict(os.environ, **(env or {})),
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def worker_args() -> list | None:
+    """The arguments after ``--worker`` when this process is a worker, else None."""
+    return sys.argv[2:] if sys.argv[1:2] == ["--worker"] else None
+
+
+def report(result) -> None:
+    """A worker's answer to `in_worker`."""
+    print(json.dumps(result))

@@ -17,6 +17,7 @@ Specified here, always against the same code run eagerly on an identical copy (b
 """
 import numpy as np
 import pytest
+from training_steps import train_step
 
 import tracegrad as tg
 import tracegrad.nn as nn
@@ -117,13 +118,7 @@ def _setup(make_model, make_opt, seed=0):
 
 
 def _train_step(model, opt, loss_fn=F.mse_loss):
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return train_step(model, opt, loss_fn)
 
 
 def _regression_batches(n=3):

@@ -47,7 +47,8 @@ import zlib
 import networkx as nx
 import numpy as np
 import pytest
-from op_table import DOMAINS, make_inputs, variants
+from op_table import DOMAINS, NOT_DIFFERENTIABLE, make_inputs, variants
+from training_steps import train_step
 
 import tracegrad as tg
 import tracegrad.nn as nn
@@ -77,15 +78,6 @@ def _cache_dir(tmp_path_factory):
 # ============================================================================ 1. the op table, float32
 PARAMS, IDS = variants()
 
-# Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).
-NOT_DIFFERENTIABLE = {
-    "div_rounding": "trunc/floor division is piecewise constant: eager gives the result no grad_fn (as PyTorch)",
-    "max_dim_indices": "int64 indices",
-    "all_any": "bool results",
-    "argmax": "int64 indices",
-    "argmax_dim": "int64 indices",
-    "argmin_dim": "int64 indices",
-}
 
 
 def _op_inputs(case, shapes):
@@ -108,13 +100,6 @@ def _close(got, want, what, rtol=RTOL, atol=ATOL):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
     else:
         np.testing.assert_array_equal(got, want, err_msg=what)
-
-
-def test_not_differentiable_rows_are_exactly_those_without_grad_fn():
-    assert set(NOT_DIFFERENTIABLE) <= {c.name for c, _ in PARAMS}
-    for case, shapes in PARAMS:
-        out = case.fn(tg, *[tg.tensor(a, requires_grad=True) for a in make_inputs(case, shapes, np.float32)])
-        assert out.requires_grad is (case.name not in NOT_DIFFERENTIABLE), case.name
 
 
 @pytest.mark.parametrize("case,shapes", PARAMS, ids=IDS)
@@ -467,16 +452,8 @@ def _train(make_model, make_opt, batches, loss_fn, steps=STEPS):
         model = make_model()
         setups.append((model, make_opt(model.parameters())))
 
-    def make_step(model, opt):
-        def step(x, y):
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-    eager = make_step(*setups[0])
-    compiled = tg.compile(make_step(*setups[1]), backend="numba")
+    eager = train_step(*setups[0], loss_fn)
+    compiled = tg.compile(train_step(*setups[1], loss_fn), backend="numba")
     for i in range(steps):
         x, y = batches[i % len(batches)]
         _close(compiled(x, y), eager(x, y), f"step {i}: loss", TRAIN_RTOL, TRAIN_ATOL)

@@ -305,4 +305,4 @@ def python_reference(source: str) -> dict:
     return env
 
 
-__all__ = ["Kind", "ModuleSource", "PARALLEL_THRESHOLD", "native_unit", "python_reference"]
+__all__ = ["ModuleSource", "PARALLEL_THRESHOLD", "native_unit", "python_reference"]

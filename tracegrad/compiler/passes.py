@@ -21,7 +21,6 @@ import numpy as np
 
 from ..ir import verify
 from ..ops import primitives as P
-from ..ops.registry import Kind
 
 
 def dead_code_elimination(graph):
@@ -122,15 +121,22 @@ def algebraic_simplification(graph):
 
     A rewrite applies only where the result has the node's exact shape and dtype.
     """
+    return _rewrite(graph, _simplify)
+
+
+def _rewrite(graph, rule):
+    """Apply `rule(g, node, producers)` to each node in order: it returns None (keep the node), an existing
+    value of the node's type (use it instead), or new nodes (the last one computes the node's value)."""
     g = graph.copy()
     mapping, kept = {}, []
     producers = {}
     for node in g.nodes:
         node.inputs = [mapping.get(v, v) for v in node.inputs]
-        rep = _simplify(g, node, producers)
-        if isinstance(rep, list):  # replacement nodes, the last one computing the node's value
+        rep = rule(g, node, producers)
+        if isinstance(rep, list):
             kept.extend(rep)
             mapping[node.out] = rep[-1].out
+            producers.update((n.out, n) for n in rep)
             continue
         if rep is not None and (rep.shape, rep.dtype) == (node.out.shape, node.out.dtype):
             mapping[node.out] = rep
@@ -253,8 +259,8 @@ def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, v
     return graph
 
 
-__all__ = ["DEFAULT_PASSES", "Kind", "algebraic_simplification", "common_subexpression_elimination",
-           "constant_folding", "dead_code_elimination", "run_pipeline"]
+__all__ = ["DEFAULT_PASSES", "algebraic_simplification", "common_subexpression_elimination", "constant_folding",
+           "dead_code_elimination", "run_pipeline", "transpose_of_matmul"]
 
 
 def transpose_of_matmul(graph):
@@ -264,34 +270,26 @@ def transpose_of_matmul(graph):
     contiguous array that the optimizer's update kernel reads in order. Used by the numba backend only: BLAS
     may round ``(AB)^T`` and ``B^T A^T`` differently in the last bit, and the interpreter matches eager exactly.
     """
-    g = graph.copy()
-    producers = {n.out: n for n in g.nodes}
-    kept, mapping = [], {}
+    return _rewrite(graph, _transpose_of_matmul)
 
-    def transposed(v, like):
-        src = producers.get(v)
-        if src is not None and src.op.name == "permute" and tuple(src.params["perm"]) == (1, 0):
-            return src.inputs[0], []
-        node = _new_node(g, P.permute, [v], {"perm": (1, 0)}, like)
-        node.out.shape = (v.shape[1], v.shape[0])
-        node.out.dtype = v.dtype
-        return node.out, [node]
 
-    for node in g.nodes:
-        node.inputs = [mapping.get(v, v) for v in node.inputs]
-        src = producers.get(node.inputs[0]) if node.inputs else None
-        if node.op.name == "permute" and tuple(node.params["perm"]) == (1, 0) and src is not None \
-                and src.op.name == "matmul" and len(src.inputs[0].shape) == 2 and len(src.inputs[1].shape) == 2:
-            a, b = src.inputs
-            bt, new_b = transposed(b, node)
-            at, new_a = transposed(a, node)
-            mm = _new_node(g, P.matmul, [bt, at], {}, node)
-            kept += new_b + new_a + [mm]
-            mapping[node.out] = mm.out
-            producers[mm.out] = mm
-            continue
-        kept.append(node)
-        producers[node.out] = node
-    g.nodes = kept
-    g.replace_all_uses(mapping)
-    return dead_code_elimination(g)
+def _transposed(g, v, like, producers):
+    """`v.T`: the input of a transpose, or a new permute node (then returned in the list)."""
+    src = producers.get(v)
+    if src is not None and src.op.name == "permute" and tuple(src.params["perm"]) == (1, 0):
+        return src.inputs[0], []
+    node = _new_node(g, P.permute, [v], {"perm": (1, 0)}, like)
+    node.out.shape = (v.shape[1], v.shape[0])
+    node.out.dtype = v.dtype
+    return node.out, [node]
+
+
+def _transpose_of_matmul(g, node, producers):
+    src = producers.get(node.inputs[0]) if node.inputs else None
+    if not (node.op.name == "permute" and tuple(node.params["perm"]) == (1, 0) and src is not None
+            and src.op.name == "matmul" and len(src.inputs[0].shape) == 2 and len(src.inputs[1].shape) == 2):
+        return None
+    a, b = src.inputs
+    bt, new_b = _transposed(g, b, node, producers)
+    at, new_a = _transposed(g, a, node, producers)
+    return new_b + new_a + [_new_node(g, P.matmul, [bt, at], {}, node)]

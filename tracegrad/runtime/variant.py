@@ -15,6 +15,7 @@ from .._tensor import Tensor
 from ..autograd.grad_mode import STATE as _GRAD
 from ..compiler.passes import run_pipeline
 from ..ir.printer import format_node
+from ..ops.registry import Kind
 from .interpreter import Program
 from .region import attach_region
 
@@ -227,7 +228,7 @@ def _check(graph, reference, ref_env, program, env, rtol=1e-4, atol=1e-5) -> Non
 def _may_alias(v, inputs) -> bool:
     """Whether a value's array may share memory with an input's or a constant's (it is one, or a movement op
     made it): then the tensor that receives it gets a copy."""
-    return v in inputs or (v.producer is not None and v.producer.op.kind.value == "movement")
+    return v in inputs or (v.producer is not None and v.producer.op.kind is Kind.MOVEMENT)
 
 
 def _changed(old, new) -> str:

@@ -187,11 +187,9 @@ class Tracer:
 
     def alias(self, t: Tensor, source: Tensor, copy: bool = False) -> None:
         """`t` holds `source`'s value: `.data`, `detach()` (same storage), or a copy of it (`copy=True`)."""
-        if copy:
-            self.val[id(t)] = (t, self.value_of(source))
-        else:
+        if not copy:
             self._add_view(t, source, None, None)
-            self.val[id(t)] = (t, self.value_of(source))
+        self.val[id(t)] = (t, self.value_of(source))
 
     def _emit(self, op, inputs, params, array=None) -> Value:
         """Append a node without running it (its concrete value, if needed, is `array`)."""
@@ -238,9 +236,7 @@ class Tracer:
         self.arrays[v] = res._data
         self.tensor_of[v] = res
         if op.kind is Kind.MOVEMENT and res._base is not None:
-            self.views[id(res)] = [inputs[0], op, params, ins[0]]
-            root = self._root(inputs[0])
-            self.family.setdefault(id(root), [root]).append(res)
+            self._add_view(res, inputs[0], op, params)
 
     def write(self, x: Tensor, res: Tensor) -> None:
         """`x[...] = res` of an in-place op: record x's new value, then write it."""
