@@ -41,3 +41,14 @@ def test_the_environment_variable_prints_the_passes_too(monkeypatch, capsys):
     monkeypatch.delenv("TRACEGRAD_PRINT_PASSES")
     tg.compile(lambda x: x.exp())(tg.ones(2))
     assert capsys.readouterr().out == ""
+
+
+def test_fastmath_is_off_unless_asked_for():
+    x = tg.rand(2, 3)
+    for fastmath in (False, True):
+        f = tg.compile(lambda t: (t * 2.0 + 1.0).sum(1), backend="numba", fastmath=fastmath)
+        f(x)
+        np.testing.assert_allclose(f(x).numpy(), (x * 2.0 + 1.0).sum(1).numpy(), rtol=1e-6)
+        (variant,) = next(iter(f._cache.values()))
+        assert f"fastmath={fastmath}" in variant.program.code.source
+        assert f"fastmath={not fastmath}" not in variant.program.code.source

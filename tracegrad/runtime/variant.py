@@ -36,7 +36,7 @@ class Variant:
 
     @classmethod
     def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes, backend="interpret",
-              check=False) -> Variant:
+              check=False, fastmath=False) -> Variant:
         self = cls()
         graph = tracer.graph
         if region is not None:
@@ -46,12 +46,12 @@ class Variant:
         make = Program
         if backend == "numba":
             from .native import NativeProgram
-            make = NativeProgram
+            make = functools.partial(NativeProgram, fastmath=fastmath)
         # NOTE: built at the first replay, not here: a trace that is not cached (it created new state), and
         # explain(), never generate or compile code
         self._make = make
         self._program = None
-        self.reference = Program(self.graph, keep_all=True) if check and make is not Program else None
+        self.reference = Program(self.graph, keep_all=True) if check and backend == "numba" else None
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
             region.make_program = functools.partial(make, region.backward)

@@ -101,7 +101,8 @@ class CompiledFunction:
     """
 
     def __init__(self, fn, backend: str = "interpret", strict: bool = False, max_variants: int = 8,
-                 passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False):
+                 passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False,
+                 fastmath: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         functools.update_wrapper(self, fn, updated=())
@@ -112,6 +113,7 @@ class CompiledFunction:
         self.passes = tuple(passes)
         self.print_passes = print_passes
         self.check = check
+        self.fastmath = fastmath
         self.retraces: list[str] = []
         self._cache: dict = {}
         self._keys: list = []
@@ -218,7 +220,7 @@ class CompiledFunction:
         out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
         variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend,
-                                self.check)
+                                self.check, self.fastmath)
         outputs = variant.outputs_from_trace(tracer, out_leaves)
         if key not in self._keys:
             self._keys.append(key)
@@ -350,7 +352,7 @@ class Explanation:
 
 # ---------------------------------------------------------------------------------------- public functions
 def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_variants: int = 8,  # noqa: A001
-            passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False):
+            passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False, fastmath: bool = False):
     """Trace `fn` (a function, a training step, or a Module) into a graph on first call and run the graph.
 
     Use as ``@tracegrad.compile`` or ``tracegrad.compile(fn, backend="interpret")``. Each new signature
@@ -358,7 +360,9 @@ def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_va
     `max_variants` variants it warns and runs eagerly (with `strict=True` it raises, and
     data-dependent Python control flow raises at once). Results, parameters, optimizer state and
     `.grad`s equal what eager mode gives. With `check=True` (numba backend) each call also runs the graph in
-    the interpreter and warns about the first node whose value differs beyond tolerance.
+    the interpreter and warns about the first node whose value differs beyond tolerance; `fastmath=True`
+    (numba backend) lets LLVM reassociate and contract floating-point arithmetic (results change in the
+    last bits; off by default).
 
     >>> import tracegrad as tg
     >>> f = tg.compile(lambda x: (x.exp() * 2).sum())
@@ -367,8 +371,8 @@ def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_va
     """
     if fn is None:
         return lambda f: compile(f, backend=backend, strict=strict, max_variants=max_variants, passes=passes,
-                                 print_passes=print_passes, check=check)
-    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes, check)
+                                 print_passes=print_passes, check=check, fastmath=fastmath)
+    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes, check, fastmath)
 
 
 def trace(fn, *args, **kwargs) -> Graph:
