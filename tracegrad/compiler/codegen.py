@@ -21,7 +21,8 @@ import math
 import numpy as np
 
 from ..ops.registry import Kind
-from .fusion import EPILOGUES, kernel_order
+from .fusion import EPILOGUES, fuse_elementwise, kernel_order
+from .passes import transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
@@ -37,6 +38,11 @@ def _literal(array: np.ndarray) -> str:
     else:
         text = repr(x)
     return f"{_CAST[array.dtype.name]}({text})"
+
+
+def native_graph(graph):
+    """The graph as the numba backend compiles it: weight gradients as ``g.T @ x``, elementwise chains fused."""
+    return fuse_elementwise(transpose_of_matmul(graph))
 
 
 def native_unit(unit) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-_KIND_COLOURS = {"elementwise": "#8dd3c7", "reduction": "#fdb462", "movement": "#bebada", "opaque": "#fb8072",
+KIND_COLOURS = {"elementwise": "#8dd3c7", "reduction": "#fdb462", "movement": "#bebada", "opaque": "#fb8072",
                  "input": "#ffffb3", "state": "#d9d9d9", "const": "#ffffff"}
 
 
@@ -38,7 +38,7 @@ def to_dot(graph) -> str:
     for name, attrs in nxg.nodes(data=True):
         shape = "x".join(map(str, attrs["shape"])) or "scalar"
         label = f"{name} = {attrs['op']}\\n{attrs['dtype']}[{shape}]"
-        line = f'  "{name}" [label="{label}", fillcolor="{_KIND_COLOURS[attrs["kind"]]}"];'
+        line = f'  "{name}" [label="{label}", fillcolor="{KIND_COLOURS[attrs["kind"]]}"];'
         if attrs.get("group") is not None:
             groups.setdefault(attrs["group"], []).append(line)
         else:

@@ -23,9 +23,7 @@ import warnings
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
-from ..compiler.codegen import ModuleSource
-from ..compiler.fusion import fuse_elementwise
-from ..compiler.passes import transpose_of_matmul
+from ..compiler.codegen import ModuleSource, native_graph
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
@@ -83,7 +81,7 @@ class NativeProgram(Plan):
     """A graph compiled by the numba backend; the same interface as the interpreter's `Program`."""
 
     def __init__(self, graph, fastmath: bool = False):
-        self.graph = fuse_elementwise(transpose_of_matmul(graph))
+        self.graph = native_graph(graph)
         self.code = ModuleSource(self.graph, fastmath=fastmath)
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")

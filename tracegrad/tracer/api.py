@@ -255,7 +255,7 @@ class CompiledFunction:
             variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False, self.backend)
         finally:
             tracer.undo()
-        return Explanation(tracer.graph, variant, list(self.retraces))
+        return Explanation(tracer.graph, variant, list(self.retraces), self.fastmath)
 
 
 def _short(x):
@@ -315,8 +315,9 @@ def _derive_region(tracer, out_tensors):
 class Explanation:
     """The report of `CompiledFunction.explain` (print it); its parts are attributes."""
 
-    def __init__(self, traced: Graph, variant: Variant, retraces: list):
+    def __init__(self, traced: Graph, variant: Variant, retraces: list, fastmath: bool = False):
         self.traced = traced
+        self._fastmath = fastmath
         self.graph = variant.graph
         self.backward = variant.region.backward if variant.region is not None else None
         self.guards = list(variant.graph.guards)
@@ -324,6 +325,18 @@ class Explanation:
         self.saved = variant.region.saved_report() if variant.region is not None else []
         self.retraces = retraces
         self.counts = variant.graph.counts_by_kind()
+
+    @functools.cached_property
+    def fused(self) -> Graph:
+        """The graph as ``backend="numba"`` compiles it, with its fusion groups (``node.group``)."""
+        from ..compiler.codegen import native_graph
+        return native_graph(self.graph)
+
+    @functools.cached_property
+    def kernel_source(self) -> str:
+        """The Python source ``backend="numba"`` generates for this graph (numba compiles it at the first call)."""
+        from ..compiler.codegen import ModuleSource
+        return ModuleSource(self.fused, fastmath=self._fastmath).source
 
     def __str__(self):
         g = self.graph
