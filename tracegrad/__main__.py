@@ -1,4 +1,4 @@
-"""`python -m tracegrad demo`: the main job (see README)."""
+"""`python -m tracegrad demo | bench | walkthrough`: the main job, the benchmark table, the autograd tutorial."""
 import argparse
 import sys
 
@@ -6,13 +6,18 @@ import sys
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracegrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="the classic autograd walkthrough, printed step by step")
-    demo.add_argument("--quick", action="store_true", help="accepted for symmetry with later demos")
+    demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits eagerly and compiled, and compare")
+    demo.add_argument("--quick", action="store_true", help="two epochs instead of fifteen (a few seconds)")
+    demo.add_argument("--out", default="build/tracegrad-demo", help="where the IR and kernels are written")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub.add_parser("walkthrough", help="the classic autograd tutorial, printed step by step")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import training, walkthrough
+        from .demo import run
+        run(quick=args.quick, out_dir=args.out, progress=not args.no_progress)
+    elif args.command == "walkthrough":
+        from .demo import walkthrough
         walkthrough()
-        training()
     return 0
 
 
