@@ -21,9 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_eager.py
-	$(BIN)/python benchmarks/bench_training.py
-	$(BIN)/python benchmarks/bench_compile.py
+	$(BIN)/python -m tracegrad bench --plot build/bench.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

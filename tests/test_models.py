@@ -52,39 +52,8 @@ def test_resnet18_eval_mode_is_deterministic_and_batch_independent(resnet):
 
 def _torch_resnet18():
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride=1, down=None):
-            super().__init__()
-            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.downsample = down
-
-        def forward(self, x):
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
-
-    class Net(nn.Module):  # torchvision's resnet18, written out (there is no CPU torchvision wheel here)
-        def __init__(self):
-            super().__init__()
-            self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
-            self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
-            cin = 64
-            for i, (cout, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], 1):
-                down = None if stride == 1 and cin == cout else nn.Sequential(
-                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                setattr(self, f"layer{i}", nn.Sequential(Block(cin, cout, stride, down), Block(cout, cout)))
-                cin = cout
-            self.avgpool, self.fc = nn.AdaptiveAvgPool2d((1, 1)), nn.Linear(512, 1000)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return torch, Net()
+    from tracegrad.bench.training import torch_resnet18
+    return torch, torch_resnet18()
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

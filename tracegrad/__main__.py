@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from .bench import SUITES
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracegrad", description=__doc__)
@@ -10,11 +12,18 @@ def main(argv=None) -> int:
     demo.add_argument("--quick", action="store_true", help="two epochs instead of fifteen (a few seconds)")
     demo.add_argument("--out", default="build/tracegrad-demo", help="where the IR and kernels are written")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench = sub.add_parser("bench", help="the benchmark tables: eager overhead, training speed, compiled steps")
+    bench.add_argument("--quick", action="store_true", help="few repetitions: checks that everything runs")
+    bench.add_argument("--suite", choices=SUITES, action="append", help="run only this suite (repeatable)")
+    bench.add_argument("--plot", metavar="FILE", help="save the compiled-step figures as a PNG")
     sub.add_parser("walkthrough", help="the classic autograd tutorial, printed step by step")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
         run(quick=args.quick, out_dir=args.out, progress=not args.no_progress)
+    elif args.command == "bench":
+        from .bench import main as bench_main
+        bench_main(args.suite or SUITES, quick=args.quick, plot=args.plot)
     elif args.command == "walkthrough":
         from .demo import walkthrough
         walkthrough()

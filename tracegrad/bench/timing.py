@@ -1,4 +1,4 @@
-"""Timing shared by the benchmark scripts: the median of individually timed calls, after a warm-up, and the
+"""Timing shared by the benchmark suites: the median of individually timed calls, after a warm-up, and the
 worker protocol that times each framework or mode in a fresh process of its own."""
 import json
 import os
@@ -20,10 +20,10 @@ def bench(f, n: int, warm: int) -> float:
     return statistics.median(ts) * 1e6
 
 
-def in_worker(script: str, *args, env: dict | None = None):
-    """Run ``script --worker *args`` in a fresh Python process; return what it printed as JSON on its last line."""
-    out = subprocess.run([sys.executable, script, "--worker", *map(str, args)], env=dict(os.environ, **(env or {})),
-                         capture_output=True, text=True, check=True).stdout
+def in_worker(module: str, *args, env: dict | None = None):
+    """Run ``python -m module --worker *args`` in a fresh process; return what it printed as JSON on its last line."""
+    out = subprocess.run([sys.executable, "-m", module, "--worker", *map(str, args)],
+                         env=dict(os.environ, **(env or {})), capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -32,6 +32,6 @@ def worker_args() -> list | None:
     return sys.argv[2:] if sys.argv[1:2] == ["--worker"] else None
 
 
-def report(result) -> None:
+def send(result) -> None:
     """A worker's answer to `in_worker`."""
     print(json.dumps(result))
