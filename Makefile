@@ -2,26 +2,37 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench notebooks figures lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+# one stamp per set of extras: `make demo` doesn't install the test tools, `make test` adds them
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.demo
+
+demo: $(VENV)/.demo
 	$(BIN)/python -m tracegrad demo
 
-test: $(STAMP)
+test: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(VENV)/.demo
 	$(BIN)/python -m tracegrad bench --plot build/bench.png
+
+# re-execute the notebooks in place (they are committed with their outputs), and redraw the README's picture
+notebooks: $(VENV)/.test
+	$(BIN)/python tests/test_notebooks.py
+
+figures: $(VENV)/.demo
+	$(BIN)/python docs/figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
