@@ -403,3 +403,25 @@ def test_min_max_of_int64_extremes():
     values, indices = x.min(dim=0)
     assert values.tolist() == [lo, lo, 5] and indices.tolist() == [0, 1, 1]
     assert x.argmin().item() == 0 and x.argmax().item() == 2
+
+
+@pytest.mark.parametrize("op,grad", [(lambda b: b * 2.0, 2.0), (lambda b: b * tg.tensor(2.0), 2.0),
+                                     (lambda b: b @ tg.ones(2, 3), 3.0)])
+def test_an_operand_saved_only_for_a_gradient_nobody_needs_may_change_in_place(op, grad):
+    # PyTorch saves `b` for mul/matmul only if the other operand needs a gradient, so this backward works there
+    a = tg.tensor([[1.0, 2.0]], requires_grad=True)
+    b = a * 1
+    c = op(b)
+    b.add_(1)
+    c.sum().backward()
+    assert a.grad.tolist() == [[grad, grad]]
+
+
+def test_an_operand_saved_for_the_other_operands_gradient_still_raises_when_changed():
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    w = tg.tensor([3.0, 4.0], requires_grad=True)
+    b = a * 1
+    c = b * w  # w's gradient reads b
+    b.add_(1)
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation.*saved by MulBackward0"):
+        c.sum().backward()

@@ -28,7 +28,7 @@ def _modified_saved():
 def _modified_saved_by_another_op():
     x = _leaf()
     y = x.exp()
-    z = y * 2  # mul saved y
+    z = y * _leaf()  # mul saved y for the other operand's gradient
     y.add_(1)
     z.sum().backward()
 

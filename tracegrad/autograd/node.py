@@ -101,8 +101,11 @@ class Node(_GraphNode):
         self.next_functions = tuple(nexts)
         self._in_meta = meta
         # (input index, tensor, its version now, its grad_fn now: named in the error if it changes)
-        self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in op.saved_inputs
-                       if i < len(inputs)] if op.saved_inputs else ()
+        saves = op.saved_inputs
+        if op.saved_by is not None:  # only what the rules of the inputs that receive a gradient read
+            saves = sorted({j for i, t in enumerate(inputs) if t._rg for j in op.saved_by[i]})
+        self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in saves
+                       if i < len(inputs)] if saves else ()
         if op.save_out:
             box = out._version_box()
             self._out = (out._data, box, box[0])

@@ -103,7 +103,8 @@ add = _binop("add", np.add, "({0} + {1})", (lambda g, out, a, b: g, lambda g, ou
 # NOTE: sub is a primitive for speed: as add(a, neg(b)) it is exact too, but costs eager mode a second
 # pass over memory and a second node (`1 - y * y` in tanh's VJP would take four passes instead of three).
 sub = _binop("sub", np.subtract, "({0} - {1})", (lambda g, out, a, b: g, lambda g, out, a, b: -g))
-mul = _binop("mul", np.multiply, "({0} * {1})", (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a), (0, 1))
+mul = _binop("mul", np.multiply, "({0} * {1})", (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a), (0, 1),
+             saved_by=((1,), (0,)))
 # NOTE: div is a primitive: a * (1 / b) is not correctly rounded, and eager, PyTorch and compiled code
 # must agree bit for bit on true division.
 div = _binop("div", np.true_divide, "({0} / {1})",
@@ -337,7 +338,7 @@ def _matmul_infer(a, b):
 
 matmul = register(Op("matmul", OPAQUE, np.matmul, _matmul_infer,
                      (lambda g, out, a, b: g @ b.mT, lambda g, out, a, b: a.mT @ g), (0, 1),
-                     backward_name="MmBackward0", arity=2))
+                     backward_name="MmBackward0", arity=2, saved_by=((1,), (0,))))
 
 
 def _index_add_forward(g, *idx, shape, index):

@@ -63,6 +63,9 @@ class Op:
     scalar                                      for elementwise ops: a Python expression over {0}, {1}, ...
                                                 (and {params}) for one element, used by codegen
     effects                                     the op draws random numbers (a graph must run it every call)
+    saved_by                                    optional: for each input, which of `saves` its VJP rule reads;
+                                                eager autograd then saves only what the inputs that receive a
+                                                gradient need (as PyTorch: `a * 2.0` keeps nothing of `a`)
     """
 
     name: str
@@ -76,6 +79,7 @@ class Op:
     backward_name: str = ""
     arity: int | None = None  # None: variadic
     effects: bool = False  # draws random numbers: every call must run, in order (never merged, folded, removed)
+    saved_by: tuple | None = None
     save_out: bool = field(init=False, default=False)
     saved_inputs: tuple = field(init=False, default=())
 
