@@ -28,7 +28,7 @@ def test_demo_quick_trains_in_three_modes_and_writes_the_ir_and_kernels(tmp_path
     rows = {}
     for mode in ("eager", "compiled, interpreter", "compiled, numba"):
         line = next(x for x in out.splitlines() if x.startswith(mode + " "))
-        acc, us, speedup, first, diff = re.findall(r"[-+\d.e]+%?x?", line[len(mode):])
+        acc, us, speedup, compile_s, diff = re.findall(r"[-+\d.e]+%?x?", line[len(mode):])
         rows[mode] = float(acc.rstrip("%")), float(diff)
     assert all(acc > 80 for acc, _ in rows.values()), out  # two epochs of the digits MLP
     assert rows["compiled, interpreter"][1] == 0.0, "the interpreted graph must equal eager mode bit for bit"
