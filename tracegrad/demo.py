@@ -9,7 +9,7 @@ the step's IR and its generated kernels to files.
 >>> from tracegrad.demo import digits
 >>> x_train, y_train, x_test, y_test = digits()
 >>> x_train.shape, y_train.dtype, x_test.shape
-(torch.Size([1438, 64]), torch.int64, torch.Size([359, 64]))
+(tracegrad.Size([1438, 64]), tracegrad.int64, tracegrad.Size([359, 64]))
 
 `walkthrough()` is the classic autograd tutorial, printed step by step (`python -m tracegrad walkthrough`).
 """
