@@ -103,8 +103,14 @@ def run(quick: bool = False, out_dir: str = os.path.join("build", "tracegrad-dem
     data = digits()
     epochs = 2 if quick else 15
     out(f"tracegrad demo: an MLP 64-128-10 on scikit-learn's digits ({len(data[1])} train, {len(data[3])} test), "
-        f"SGD with momentum, batch 64, {epochs} epochs, in three modes")
-    results = {mode: train(mode, data, epochs, progress=progress) for mode in MODES}
+        f"SGD with momentum, batch 64, {epochs} epochs, in three modes (1 BLAS thread)")
+    import scipy.linalg  # noqa: F401 - loads the BLAS numba's kernels call, so that the limit below covers it
+    from threadpoolctl import threadpool_limits
+
+    # NOTE: one BLAS thread: these matrices are too small to gain from a second one, and idle BLAS threads
+    # spinning on a shared 2-core machine made per-step medians swing by 2-20x between runs
+    with threadpool_limits(limits=1):
+        results = {mode: train(mode, data, epochs, progress=progress) for mode in MODES}
 
     eager = results["eager"]
     out(f"\n{'mode':<22}{'test accuracy':>14}{'us per step':>13}{'speed-up':>10}{'compile, s':>12}"
