@@ -79,8 +79,10 @@ def _layered_layout(g: nx.DiGraph):
     for sweep in range(4):  # barycentre ordering, downwards then upwards
         for k in sorted(rows, reverse=bool(sweep % 2)):
             near = g.predecessors if sweep % 2 == 0 else g.successors
-            key = {n: sum(x[m] for m in near(n)) / max(1, len(list(near(n)))) if list(near(n)) else x[n]
-                   for n in rows[k]}
+            key = {}
+            for n in rows[k]:
+                ms = list(near(n))
+                key[n] = sum(x[m] for m in ms) / len(ms) if ms else x[n]
             rows[k].sort(key=key.get)
             for i, n in enumerate(rows[k]):
                 x[n] = i - (len(rows[k]) - 1) / 2
