@@ -16,7 +16,7 @@ def main(suites=SUITES, quick: bool = False, plot: str | None = None) -> None:
 
     argv = ["--quick"] if quick else []
     for name in suites:
-        print(f"== {name}: {importlib.import_module(f'.{name}', __name__).__doc__.splitlines()[0]}", flush=True)
-        importlib.import_module(f".{name}", __name__).main(argv + (["--plot", plot] if plot and name == "compiled"
-                                                                   else []))
+        suite = importlib.import_module(f".{name}", __name__)
+        print(f"== {name}: {suite.__doc__.splitlines()[0]}", flush=True)
+        suite.main(argv + (["--plot", plot] if plot and name == "compiled" else []))
         print(flush=True)

@@ -29,6 +29,7 @@ from .._tensor import Tensor
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import enable_grad
 from ..compiler.autodiff import backward_pass
+from ..compiler.codegen import ModuleSource, native_graph
 from ..compiler.passes import DEFAULT_PASSES
 from ..ir import Graph, Value
 from ..runtime.interpreter import GuardError
@@ -329,13 +330,11 @@ class Explanation:
     @functools.cached_property
     def fused(self) -> Graph:
         """The graph as ``backend="numba"`` compiles it, with its fusion groups (``node.group``)."""
-        from ..compiler.codegen import native_graph
         return native_graph(self.graph)
 
     @functools.cached_property
     def kernel_source(self) -> str:
         """The Python source ``backend="numba"`` generates for this graph (numba compiles it at the first call)."""
-        from ..compiler.codegen import ModuleSource
         return ModuleSource(self.fused, fastmath=self._fastmath).source
 
     def __str__(self):
