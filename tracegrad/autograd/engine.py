@@ -16,6 +16,7 @@ from ..ops.shapes import fmt
 from . import node as _nodes
 from .grad_mode import set_grad_enabled
 from .node import AccumulateGrad
+from .order import ReverseSweep
 
 
 def _as_list(x):
@@ -57,26 +58,12 @@ def _root_grads(outputs, grad_outputs):
     return result
 
 
-def _topological_order(roots):
-    """Nodes reachable from `roots`, each before every node it feeds gradients into."""
-    order, seen = [], set()
-    for root in roots:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(root.next_functions))]
-        while stack:
-            node, it = stack[-1]
-            for nxt, _ in it:
-                if nxt is not None and nxt not in seen:
-                    seen.add(nxt)
-                    stack.append((nxt, iter(nxt.next_functions)))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+def _edges(node):
+    return [nxt for nxt, _ in node.next_functions if nxt is not None]
+
+
+def _rank(node):
+    return node._seq
 
 
 def _node_of(t):
@@ -85,7 +72,11 @@ def _node_of(t):
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None, allow_unused=False,
                  accumulate=True):
-    """Propagate gradients from `outputs`; accumulate into leaves, or capture those of `inputs`."""
+    """Propagate gradients from `outputs`; accumulate into leaves, or capture those of `inputs`.
+
+    Nodes run, and gradients are summed, in the order `ReverseSweep` defines (autograd/order.py), which
+    the compiler's autodiff pass shares: eager and compiled gradients are equal bit for bit.
+    """
     if _tracing.TRACER is not None:  # inside a traced function the compiler's autodiff pass derives it
         return _tracing.TRACER.run_backward(outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate)
     outputs = _as_list(outputs)
@@ -98,20 +89,15 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if not t._rg:
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
             capture.setdefault(_node_of(t), []).append(k)
-    pending = {}
-    roots = []
-    for out, g in zip(outputs, grads0):
-        node = _node_of(out)
-        roots.append(node)
-        pending[node] = pending[node] + g if node in pending else g
+    roots = [_node_of(out) for out in outputs]
+    sweep = ReverseSweep(roots, _edges, _rank)
+    add = sweep.add
+    for node, g in zip(roots, grads0):
+        add(node, g)
     captured = [None] * (len(inputs) if inputs is not None else 0)
-    order = _topological_order(roots)
-    needed = None if accumulate else _leading_to(order, capture)
+    needed = None if accumulate else sweep.leading_to(capture)
     with set_grad_enabled(create_graph):
-        for node in order:
-            grad = pending.pop(node, None)
-            if grad is None:
-                continue
+        for node, grad in sweep:
             if node._pre_hooks:
                 grad = node.run_pre_hooks(grad)
             if node in capture:
@@ -129,7 +115,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                 continue
             for (nxt, _), g in zip(node.next_functions, node.apply(grad)):
                 if g is not None:
-                    pending[nxt] = pending[nxt] + g if nxt in pending else g
+                    add(nxt, g)
             if not retain_graph:
                 node.release()
     if inputs is not None:
@@ -139,15 +125,6 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                                    "Set allow_unused=True if this is the desired behavior.")
         return tuple(captured)
     return None
-
-
-def _leading_to(order, capture) -> set:
-    """Nodes from which a captured node is reachable: the only ones autograd.grad must run."""
-    needed = set()
-    for node in reversed(order):
-        if any(nxt in capture or nxt in needed for nxt, _ in node.next_functions if nxt is not None):
-            needed.add(node)
-    return needed
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):

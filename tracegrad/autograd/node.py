@@ -5,6 +5,8 @@ tensor, so that an in-place change after saving is caught at backward time.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .. import _tracing
@@ -25,6 +27,7 @@ class RemovableHandle:
 
 class _GraphNode:
     __slots__ = ("_pre_hooks", "__weakref__")
+    _seq = None  # creation number (`Node` sets one): the backward sweep runs later nodes first (autograd/order.py)
 
     def name(self) -> str:
         return type(self).__name__
@@ -74,14 +77,16 @@ _NP_TO_DTYPE: dict = {}
 _RELEASED = object()
 _NO_EDGE = (None, 0)
 _ELEMENTWISE = Kind.ELEMENTWISE
+_SEQ = itertools.count()
 
 
 class Node(_GraphNode):
     """The backward of one op application; `next_functions` point at its inputs' nodes."""
 
-    __slots__ = ("op", "params", "next_functions", "_saved", "_in_meta", "_out", "_retained", "_name")
+    __slots__ = ("op", "params", "next_functions", "_saved", "_in_meta", "_out", "_retained", "_name", "_seq")
 
     def __init__(self, op, params, inputs, out):
+        self._seq = next(_SEQ)
         self.op = op
         self.params = params
         self._pre_hooks = None

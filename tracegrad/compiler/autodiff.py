@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from ..autograd.grad_mode import set_grad_enabled
 from ..autograd.node import _NP_TO_DTYPE, sum_to
+from ..autograd.order import ReverseSweep
 from ..ops.registry import AbstractValue, Kind
 
 
@@ -38,38 +39,52 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
 
     Returns ``(grads, leaves)``: `grads` lists the gradient tensor (or None) of each value in `wrt`;
     `leaves` maps each input value reached (a leaf: argument, captured state or constant) to its gradient.
+    Nodes run, and gradients are summed, in the order `ReverseSweep` defines (autograd/order.py), which
+    eager autograd shares: compiled and eager gradients are equal bit for bit.
     """
     graph = tracer.graph
-    pending: dict = {}
+    # the nodes recorded so far (the forward and earlier backward parts), ranked by their position
+    rank = {node: i for i, node in enumerate(graph.nodes)}
+
+    def edges(v):
+        node = v.producer
+        if node is None or not v.requires_grad or not node.op.differentiable:
+            return ()
+        return [u for u in node.inputs if u.requires_grad]
+
+    def rank_of(v):
+        return None if v.producer is None else rank[v.producer]
+
+    sweep = ReverseSweep([v for v, _ in roots], edges, rank_of)
     for v, g in roots:
-        pending[v] = pending[v] + g if v in pending else g
+        sweep.add(v, g)
     wanted = set(wrt) if wrt is not None else set()
     captured: dict = {}
-    nodes = list(graph.nodes)  # the nodes recorded so far: the forward (and earlier backward) part
+    leaves: dict = {}
     with set_grad_enabled(create_graph):
-        for node in reversed(nodes):
-            g = pending.pop(node.out, None)
-            if g is None:
+        for v, g in sweep:
+            node = v.producer
+            if node is None:
+                leaves[v] = g
                 continue
-            if node.out in wanted:
-                captured[node.out] = g
-            if not node.out.requires_grad or not node.op.differentiable:
-                continue
-            produced = tracer.tensor_of.get(node.out)
+            produced = tracer.tensor_of.get(v)
             fn = getattr(produced, "grad_fn", None)
             if fn is not None and getattr(fn, "_pre_hooks", None):
                 g = fn.run_pre_hooks(g)
+            if v in wanted:  # after the hooks, as eager's engine captures
+                captured[v] = g
+            if not v.requires_grad or not node.op.differentiable:
+                continue
             if fn is not None and getattr(fn, "_retained", None) is not None:
                 from ..tracer.context import TraceError, user_location
                 raise TraceError(f"{user_location()}: retain_grad() on a tensor inside a traced function is not "
                                  f"supported; return the tensor and use tracegrad.autograd.grad on it instead")
-            for v, gi in zip(node.inputs, _vjp(tracer, node, g)):
+            for u, gi in zip(node.inputs, _vjp(tracer, node, g)):
                 if gi is not None:
-                    pending[v] = pending[v] + gi if v in pending else gi
+                    sweep.add(u, gi)
     grads = None
     if wrt is not None:
-        grads = [captured.get(v, pending.get(v)) for v in wrt]
-    leaves = {v: g for v, g in pending.items() if v.producer is None}
+        grads = [captured.get(v, leaves.get(v)) for v in wrt]
     return grads, leaves
 
 
