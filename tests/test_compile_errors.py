@@ -117,7 +117,7 @@ def test_interpreted_errors_keep_the_exception_class():
 def test_check_compares_every_node_with_the_interpreter_and_names_the_first_divergence():
     import warnings
 
-    from tracegrad.runtime import variant
+    from tracegrad.tracer import variant
     f = tg.compile(lambda x: x.sum(0) * 2.0, backend="numba", check=True)  # LINE-CHECK
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # within tolerance: no warning

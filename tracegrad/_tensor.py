@@ -269,31 +269,39 @@ class Tensor:
         return self._data if dtype is None else self._data.astype(dtype)
 
     def item(self):
+        """The value of a one-element tensor as a Python number (while tracing: a number of the graph, see
+        `tracer.scalars`, that becomes a guard only when Python decides something with it)."""
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
         if _tracing.TRACER is not None:
-            _tracing.TRACER.concretize(self, "item")
+            return _tracing.TRACER.item(self)
         return self._data.reshape(()).item()
 
     def tolist(self):
         if _tracing.TRACER is not None:
-            _tracing.TRACER.concretize(self, "tolist")
+            return _tracing.TRACER.tolist(self)
         return self._data.tolist()
+
+    def _python_value(self):
+        """The value for float()/int()/index: Python demands an exact number, so tracing specializes on it."""
+        if _tracing.TRACER is not None:
+            _tracing.TRACER.concretize(self, "item")
+        return self._data.reshape(()).item()
 
     def __float__(self):
         if self._data.size != 1:
             raise ValueError("only one element tensors can be converted to Python scalars")
-        return float(self.item())
+        return float(self._python_value())
 
     def __int__(self):
         if self._data.size != 1:
             raise ValueError("only one element tensors can be converted to Python scalars")
-        return int(self.item())
+        return int(self._python_value())
 
     def __index__(self):
         if self._data.dtype.kind not in "iu" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
+        return int(self._python_value())
 
     def __bool__(self):
         if self._data.size != 1:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._tracing import SymbolicScalar
+
 
 class DType:
     """A tensor element type; compares by identity, prints like ``tracegrad.float32``."""
@@ -123,6 +125,8 @@ def result_type(*operands) -> DType:
 
 def scalar_dtype(value) -> DType:
     """The dtype a Python scalar takes as an operand: bool, int64, or the default float."""
+    if isinstance(value, SymbolicScalar):  # a number computed while tracing: the Python type it stands for
+        value = value.python_type()
     if isinstance(value, (bool, np.bool_)):
         return bool_
     if isinstance(value, (int, np.integer)):

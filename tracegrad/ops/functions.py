@@ -60,7 +60,14 @@ def _const(value, np_dtype) -> Tensor:
 def _operand(x, dtype) -> Tensor:
     if isinstance(x, Tensor):
         return x if x._data.dtype == dtype.np else cast(x, dtype)
+    if isinstance(x, _tracing.SymbolicScalar):  # a number that changes from call to call: a graph value
+        return x.as_operand(dtype)
     return _const(x, dtype.np)
+
+
+def _is_one(alpha) -> bool:
+    """Whether a scale factor is the literal 1 (a traced number never is: it may change at the next call)."""
+    return type(alpha) in (int, float) and alpha == 1
 
 
 def _binary(op, a, b) -> Tensor:
@@ -134,13 +141,13 @@ def contiguous(x: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------------------ arithmetic
 def add(a, b, alpha=1):
-    if alpha != 1:
+    if not _is_one(alpha):
         b = mul(b, alpha)
     return _binary(P.add, a, b)
 
 
 def sub(a, b, alpha=1):
-    if alpha != 1:
+    if not _is_one(alpha):
         b = mul(b, alpha)
     if isinstance(b, Tensor) and b.dtype is dtypes.bool_ and (not isinstance(a, Tensor) or a.dtype is dtypes.bool_):
         raise RuntimeError("sub: Subtraction, the `-` operator, with two bool tensors is not supported. "
@@ -838,11 +845,11 @@ def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
 
 
 def add_(x, other, alpha=1):
-    return _inplace_arith(x, "add_", P.add, other if alpha == 1 else mul(other, alpha))
+    return _inplace_arith(x, "add_", P.add, other if _is_one(alpha) else mul(other, alpha))
 
 
 def sub_(x, other, alpha=1):
-    return _inplace_arith(x, "sub_", P.sub, other if alpha == 1 else mul(other, alpha))
+    return _inplace_arith(x, "sub_", P.sub, other if _is_one(alpha) else mul(other, alpha))
 
 
 def mul_(x, other):

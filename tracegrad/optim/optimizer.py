@@ -25,7 +25,7 @@ from .. import _tracing
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "ParamGroup", "required"]
 
 
 class _RequiredParameter:
@@ -60,6 +60,28 @@ def _clone_state_value(param: Tensor, value, key=None):
     if isinstance(value, (list, tuple)):
         return type(value)(_clone_state_value(param, v) for v in value)
     return value
+
+
+class ParamGroup(dict):
+    """A param group: a dict whose numeric entries a tracer hands out as numbers read again at every call.
+
+    So a scheduler (or any code) writing ``group["lr"] = ...`` changes a compiled step's learning rate without
+    a retrace; `label` names the group in guards and retrace reasons.
+    """
+
+    __slots__ = ("label",)
+
+    def __getitem__(self, key):
+        value = dict.__getitem__(self, key)
+        if _tracing.TRACER is None or key == "params":
+            return value
+        return _tracing.TRACER.param_group_entry(self, key, value)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __reduce__(self):  # pickles (and deep-copies) as a plain dict
+        return (dict, (dict(self),))
 
 
 class Optimizer:
@@ -103,6 +125,7 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.param_groups = [self._as_param_group(g, i) for i, g in enumerate(self.param_groups)]
 
     def __repr__(self) -> str:
         out = self.__class__.__name__ + " ("
@@ -152,7 +175,12 @@ class Optimizer:
             param_set.update(group["params"])
         if not param_set.isdisjoint(params):
             raise ValueError("some parameters appear in more than one parameter group")
-        self.param_groups.append(param_group)
+        self.param_groups.append(self._as_param_group(param_group, len(self.param_groups)))
+
+    def _as_param_group(self, group: dict, index: int) -> ParamGroup:
+        group = group if type(group) is ParamGroup else ParamGroup(group)
+        group.label = f"{type(self).__name__}.param_groups[{index}]"
+        return group
 
     # ------------------------------------------------------------------ gradients and steps
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -238,5 +266,6 @@ class Optimizer:
             new_group["params"] = group["params"]
             return new_group
 
-        param_groups = [update_group(g, ng) for g, ng in zip(groups, saved_groups)]
+        param_groups = [self._as_param_group(update_group(g, ng), i)
+                        for i, (g, ng) in enumerate(zip(groups, saved_groups))]
         self.__setstate__({"state": state, "param_groups": param_groups})

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import inspect
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -34,9 +35,10 @@ from ..compiler.passes import DEFAULT_PASSES
 from ..ir import Graph, Value
 from ..runtime.interpreter import GuardError
 from ..runtime.region import Region
-from ..runtime.variant import Variant
 from .context import TraceError, Tracer, short_location
 from .pytree import flatten
+from .scalars import ItemNumber
+from .variant import Variant
 
 BACKENDS = ("interpret", "eager", "numba")
 
@@ -119,7 +121,6 @@ class CompiledFunction:
         self._cache: dict = {}
         self._keys: list = []
         self._n_variants = 0
-        self._fallback = False
         self._pending_state_reason = None
         self._fast_keys: dict = {}
         self._name = getattr(fn, "__name__", type(fn).__name__)
@@ -156,7 +157,7 @@ class CompiledFunction:
         return leaves, tree
 
     def __call__(self, *args, **kwargs):
-        if _tracing.TRACER is not None or self.backend == "eager" or self._fallback:
+        if _tracing.TRACER is not None or self.backend == "eager":
             return self.fn(*args, **kwargs)  # inside another trace the function is inlined
         # NOTE: the common call (distinct tensors as positional arguments) finds its signature without
         # flattening and binding, which cost more than a small compiled step itself
@@ -176,66 +177,64 @@ class CompiledFunction:
         if fast is not None:
             self._fast_keys[fast] = key
         tensors = _unique([x for _, x in leaves if isinstance(x, Tensor)])
-        reasons = []
+        reason = None
         for variant in self._cache.get(key, ()):
-            why = variant.check_state(tensors)
-            if why is not None:
-                reasons.append(why)
-                continue
-            try:
-                return variant.run(tensors)
-            except GuardError as e:
-                reasons.append(f"guard {e.guard.what}() at {short_location(e.guard.loc)}: traced with "
-                               f"{_short(e.guard.expected)}, got {_short(e.got)}")
-        if self._pending_state_reason is not None and key in self._cache:
-            reasons.insert(0, self._pending_state_reason)
+            reason = variant.check_state(tensors)
+            if reason is None:
+                try:
+                    return variant.run(tensors)
+                except GuardError as e:
+                    reason = (f"guard {_guard_text(e.guard)}: traced with {_short(e.guard.expected)}, "
+                              f"got {_short(e.got)}")
+        # NOTE: one line against the nearest variant: the newest one of this signature (the reasons of the older
+        # ones were given when they were traced), else the signature that differs least
+        if self._pending_state_reason is not None and key == self._keys[-1]:
+            reason = self._pending_state_reason
         self._pending_state_reason = None
-        if reasons:
-            reason = "; ".join(dict.fromkeys(reasons))
-        elif not self._keys:
-            reason = "first call"
-        elif key in self._cache or (self._keys and key == self._keys[-1]):
-            reason = self._last_uncached or "retrace"
-        else:
-            reason = _diff(self._keys[-1], key)
+        if reason is None:
+            reason = _diff(_nearest(self._keys, key), key) if self._keys else "first call"
         if self._n_variants >= self.max_variants:
-            return self._give_up(reason, args, kwargs)
+            return self._run_eagerly(reason, args, kwargs)
         return self._trace_and_run(key, leaves, args, kwargs, reason)
 
-    _last_uncached = None
-
-    def _give_up(self, reason, args, kwargs):
-        history = "\n  ".join(self.retraces + [reason])
-        msg = (f"{self._name}: more than {self.max_variants} traced variants (max_variants); the reasons:\n  "
-               f"{history}")
-        if self.strict:
-            raise TraceError(msg + "\nFix the cause of the retraces (e.g. make the data-dependent value a static "
-                             "argument, keep shapes fixed) or raise max_variants.")
-        warnings.warn(msg + "\nFrom now on it runs eagerly.", RuntimeWarning, stacklevel=3)
-        self._fallback = True
+    def _run_eagerly(self, reason, args, kwargs):
+        """Past `max_variants`: this new signature runs eagerly; the compiled ones keep running compiled."""
+        if self.strict or not self._warned:
+            causes = [_kind_of(r) for r in self.retraces[1:] + [reason]]
+            cause, count = Counter(causes).most_common(1)[0]
+            msg = (f"{self._name}: {self.max_variants} variants traced (max_variants) and this call needs another "
+                   f"({reason}). Calls that match a traced variant keep running compiled; new ones run eagerly. "
+                   f"Most retraces were caused by: {cause} ({count} of {len(causes)}); fix: "
+                   f"{_FIXES.get(cause.split(' ')[0], _FIXES['other'])}. `{self._name}.retraces` lists every reason.")
+            if self.strict:
+                raise TraceError(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            self._warned = True
+        self.eager_calls += 1
         return self.fn(*args, **kwargs)
 
+    _warned = False
+    eager_calls = 0
+
     def _trace_and_run(self, key, leaves, args, kwargs, reason):
-        self.retraces.append(reason)
         tracer = Tracer(self._name, strict=self.strict)
         out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
         variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend,
                                 self.check, self.fastmath)
         outputs = variant.outputs_from_trace(tracer, out_leaves)
+        self.retraces.append(reason)  # only a trace that succeeded counts
         if key not in self._keys:
             self._keys.append(key)
         if escaped:
             # the call created tensors that outlive it (optimizer state made on the first step, tensors stored
             # in Python objects): the next call's Python takes another path, so this graph is not reused
             names = ", ".join(sorted({f"{list(t.shape)}" for t in escaped[:3]}))
-            self._last_uncached = (f"the previous call created tensors that outlive it ({len(escaped)}, e.g. "
-                                   f"{names}: optimizer state or tensors stored in Python objects)")
-            self._pending_state_reason = self._last_uncached
+            self._pending_state_reason = (f"the previous call created tensors that outlive it ({len(escaped)}, "
+                                          f"e.g. {names}: optimizer state or tensors stored in Python objects)")
         else:
             self._cache.setdefault(key, []).append(variant)
             self._n_variants += 1
-            self._last_uncached = None
         self.last_variant = variant
         return outputs
 
@@ -259,6 +258,39 @@ class CompiledFunction:
         return Explanation(tracer.graph, variant, list(self.retraces), self.fastmath)
 
 
+def _guard_text(guard) -> str:
+    what = f"{guard.what}()" if guard.what.isidentifier() else guard.what
+    return f"{what} at {short_location(guard.loc)}"
+
+
+def _nearest(keys: list, key):
+    """The traced signature that differs from `key` in the fewest arguments (the newest among equals)."""
+    def distance(old):
+        if old[0] != key[0] or len(old[1]) != len(key[1]):
+            return len(key[1]) + 2
+        return sum(a != b for a, b in zip(old[1], key[1])) + (old[2] != key[2]) + (old[3] != key[3])
+    return min(reversed(keys), key=distance)
+
+
+def _kind_of(reason: str) -> str:
+    """A retrace reason without its values: what the variant-limit warning counts."""
+    if reason.startswith("guard "):
+        return reason.split(": traced with")[0]
+    if reason.startswith("input "):
+        return reason.split(":")[0] + ": " + reason.split(": ")[1].split(" ")[0]
+    return reason.split(":")[0]
+
+
+_FIXES = {
+    "guard": "Python decides on a tensor's value there; express the choice with tensor ops (tracegrad.where), pass "
+             "the value as a static argument, or keep the value out of Python (.item() is only a guard when Python "
+             "branches on it, formats it or converts it with float()/int())",
+    "input": "the argument's shape, dtype or static value keeps changing; keep it fixed (pad batches), pass "
+             "changing numbers as tensors, or raise max_variants",
+    "other": "raise max_variants if these variants are all needed",
+}
+
+
 def _short(x):
     if isinstance(x, (list, np.ndarray)):
         return f"<array of {np.asarray(x).size}>"
@@ -275,7 +307,9 @@ def _run_traced(tracer, fn, leaves, args, kwargs, region_ok):
             out = fn(*args, **kwargs)
             out_leaves_p, out_tree = flatten(out)
             out_leaves = [x for _, x in out_leaves_p]
-            out_tensors = [x for x in out_leaves if isinstance(x, Tensor)]
+            # a returned `.item()` number is an output of the graph (its 0-dim value), recomputed at every call
+            out_tensors = [x if isinstance(x, Tensor) else x.tensor for x in out_leaves
+                           if isinstance(x, Tensor) or (isinstance(x, ItemNumber) and x.live)]
             region = None
             # NOTE: a step that ran backward and updated state (a training step) gets no region: its loss can't
             # be differentiated again in eager mode either (the parameters it saved were modified in place).
@@ -323,6 +357,7 @@ class Explanation:
         self.backward = variant.region.backward if variant.region is not None else None
         self.guards = list(variant.graph.guards)
         self.state_guards = variant.describe_state_guards()
+        self.read_every_call = variant.describe_feeds()
         self.saved = variant.region.saved_report() if variant.region is not None else []
         self.retraces = retraces
         self.counts = variant.graph.counts_by_kind()
@@ -347,8 +382,11 @@ class Explanation:
             lines.append("=== backward: derived inside the graph (the function calls backward)")
         lines.append(f"=== node counts by kind: {self.counts}")
         lines.append(f"=== guards ({len(self.guards)} on values, {len(self.state_guards)} on state)")
-        lines += [f"  {x.what}() == {_short(x.expected)} at {x.loc}" for x in self.guards]
+        lines += [f"  {x.what + '()' if x.what.isidentifier() else x.what} == {_short(x.expected)} at {x.loc}"
+                  for x in self.guards]
         lines += [f"  {s}" for s in self.state_guards]
+        if self.read_every_call:
+            lines.append(f"=== read from Python at every call (no guard): {', '.join(self.read_every_call)}")
         if self.saved:
             total = sum(b for _, b in self.saved)
             lines.append(f"=== saved for backward: {len(self.saved)} tensors, {total} bytes")

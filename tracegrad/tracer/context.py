@@ -33,9 +33,11 @@ from ..autograd.node import _GraphNode
 from ..ir import Graph, Guard, Value
 from ..ops import primitives as P
 from ..ops.registry import AbstractValue, Kind
+from .scalars import ItemNumber, hyper_entry
 
 _INDEXING = ("getitem", "index_add", "index_put")
 _RESERVED = re.compile(r"^[cs]\d+$|^ct\d+$")
+_TOLIST_ELEMENTS = 64  # tolist() of a larger tensor specializes on its values (a guard) instead
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -96,6 +98,12 @@ class Tracer:
         self.did_backward = False
         self.index_tensors: dict = {}  # id(array) -> the tensor whose array an op's index holds
         self._const_ids = None
+        self.closed = False          # the call has finished: traced numbers left behind are plain numbers
+        self.items: list = []        # the ItemNumbers handed out (their tensors are dropped at the end)
+        self.hyper_inputs: dict = {}  # (HyperNumber key, dtype) -> the 0-dim state tensor refilled every call
+        self.hyper_feeds: list = []   # (that tensor, a function reading the number from the param groups)
+        self.hyper_guards: list = []  # (read, expected, what, loc): decisions on hyperparameters
+        self.served: dict = {}        # (id(group), key) -> (group, type of the entry): read at every call
 
     # ------------------------------------------------------------------ activation
     @contextmanager
@@ -311,6 +319,78 @@ class Tracer:
             if what in ("bool", "item") else np.array(data, copy=True)
         self.graph.guards.append(Guard(v, expected, what, loc))
 
+    # ------------------------------------------------------------------ numbers that change from call to call
+    def item(self, t: Tensor):
+        """`t.item()`: a number of the graph (`ItemNumber`) unless `t` is the same at every call."""
+        if self._is_constant(t):
+            return t._data.reshape(()).item()
+        number = ItemNumber.of(self, t, f"{self._label(t)}.item()")
+        self.items.append(number)
+        return number
+
+    def tolist(self, t: Tensor):
+        """`t.tolist()`: nested lists of `ItemNumber`s for small tensors; larger ones specialize on the values."""
+        if self._is_constant(t):
+            return t._data.tolist()
+        if t._data.size > _TOLIST_ELEMENTS:
+            self.concretize(t, "tolist")
+            return t._data.tolist()
+        if t._data.ndim == 0:
+            return self.item(t)
+        with no_grad():
+            return [self.tolist(t[i]) for i in range(t._data.shape[0])]
+
+    def _is_constant(self, t: Tensor) -> bool:
+        return (id(t) not in self.val and id(t) in self.born_ids) or self.value_of(t) in self.graph.consts
+
+    def _label(self, t: Tensor) -> str:
+        name = self.names.get(id(t))
+        if name is not None:
+            return name
+        v = self.value_of(t)
+        return f"{v.producer.op.name}(...)" if v.producer is not None else v.name
+
+    def decide_on_item(self, number, what: str, expected, make) -> None:
+        """Python decided something with a traced `.item()` number: guard on the outcome."""
+        loc = user_location()
+        if self.strict:
+            raise TraceError(
+                f"{loc}: {what} decides on a traced value ({number.text}) in Python: data-dependent control flow, "
+                f"which strict=True forbids. Fix: express the choice with tensor ops (tracegrad.where(cond, a, b)), "
+                f"pass the value as a static Python argument, or compile without strict=True to specialize on it "
+                f"behind a guard.")
+        self.graph.guards.append(Guard(self.value_of(make().tensor), expected, what, loc))
+
+    def decide_on_hyper(self, what: str, expected, read) -> None:
+        """Python decided something with an optimizer hyperparameter: checked before every call."""
+        if not any(w == what and e == expected for _, e, w, _ in self.hyper_guards):
+            self.hyper_guards.append((read, expected, what, user_location()))
+
+    def param_group_entry(self, group, key: str, value):
+        """An optimizer param group's entry read while tracing: numbers are read again at every call."""
+        entry = hyper_entry(self, group, key, value, f"{getattr(group, 'label', 'param_group')}[{key!r}]")
+        if entry is not value:
+            self.served[(id(group), key)] = (group, type(value), len(value) if type(value) is tuple else None)
+        return entry
+
+    def hyper_input(self, number, dtype) -> Tensor:
+        """The 0-dim state input that holds `number` as `dtype`, refilled before every call."""
+        key = (number.key, dtype)
+        t = self.hyper_inputs.get(key)
+        if t is None:
+            t = self.hyper_inputs[key] = Tensor._make(np.array(number.value, dtype.np))
+            self.born_ids.discard(id(t))
+            v = Value((), dtype, f"s{len(self.graph.state)}")
+            self.graph.state.append(v)
+            self.graph.state_names.append(f"{number.text} ({dtype.name}, read at every call)")
+            self.names[id(t)] = number.text
+            self.captured[id(t)] = (t, v)
+            self.owner[v] = t
+            self.val[id(t)] = (t, v)
+            self.arrays[v] = t._data
+            self.hyper_feeds.append((t, number.read))
+        return t
+
     def touch_grad(self, t: Tensor) -> None:
         """First sight of a pre-existing tensor's `.grad`: remember it, and guard on whether it was None."""
         if id(t) in self.grad_slots or id(t) in self.born_ids:
@@ -404,9 +484,10 @@ class Tracer:
 
     # ------------------------------------------------------------------ finishing
     def finish(self, outputs: list) -> None:
-        """Set the graph's outputs and the state it writes back."""
+        """Set the graph's outputs and the state it writes back; traced numbers become plain numbers."""
         g = self.graph
         g.outputs = [self.value_of(t) for t in outputs]
+        self.close()
         for t, v in self.captured.values():
             if id(t) in self.views:
                 continue
@@ -426,6 +507,7 @@ class Tracer:
         """Tensors created by the call that are still referenced after it (other than `keep`): new state."""
         self._const_ids = None
         kept = list(keep) + [t._grad for t, _ in self.grad_slots.values() if t._grad is not None]
+        kept += [t for t, _ in self.hyper_feeds]
         kept += [t._base for t in kept if t._base is not None]  # a returned view keeps its base alive
         keep_ids = {id(t) for t in kept} | self._constant_ids()
         self.val.clear()
@@ -441,8 +523,16 @@ class Tracer:
                 out.append(t)
         return out
 
+    def close(self) -> None:
+        """The call is over: the `.item()` numbers it handed out let go of their tensors."""
+        self.closed = True
+        for number in self.items:
+            number.tensor = None
+        self.items.clear()
+
     def undo(self) -> None:
         """Put captured state back as it was before the call (used by `trace`, which must not run a step)."""
+        self.close()
         for t, data, values in self.backups.values():
             t._data = data
             data[...] = values

@@ -16,8 +16,10 @@ from ..autograd.grad_mode import STATE as _GRAD
 from ..compiler.passes import run_pipeline
 from ..ir.printer import format_node
 from ..ops.registry import Kind
-from .interpreter import Program
-from .region import attach_region
+from ..runtime.interpreter import Program
+from ..runtime.region import attach_region
+from .pytree import unflatten
+from .scalars import HyperNumber, ItemNumber, TracedNumber
 
 
 def _hyper(opt) -> tuple:
@@ -45,7 +47,7 @@ class Variant:
         self.graph = run_pipeline(graph, passes, print_each=print_passes)
         make = Program
         if backend == "numba":
-            from .native import NativeProgram
+            from ..runtime.native import NativeProgram
             make = functools.partial(NativeProgram, fastmath=fastmath)
         # NOTE: built at the first replay, not here: a trace that is not cached (it created new state), and
         # explain(), never generate or compile code
@@ -77,24 +79,34 @@ class Variant:
         self.modules = [(m, m.training, tuple(map(id, m._parameters.values())), tuple(map(id, m._buffers.values())))
                         for m in tracer.modules.values()]
         self.optimizers = [(opt, _hyper(opt)) for opt, _ in tracer.optimizers.values()]
-        # what check_state compares at each call: each group's dict, and its hyperparameters and parameter list
-        self._groups = {id(opt): [(g, [(k, v) for k, v in g.items() if k != "params"], tuple(map(id, g["params"])))
-                                  for g in opt.param_groups] for opt, _ in self.optimizers}
+        # what check_state compares at each call: each group's dict, the entries the graph doesn't read at every
+        # call (numbers it read are inputs: only their type is checked) and its parameter list
+        served = tracer.served
+        self._groups = {id(opt): [(g, [(k, v) for k, v in g.items() if k != "params" and (id(g), k) not in served],
+                                   tuple(map(id, g["params"]))) for g in opt.param_groups]
+                        for opt, _ in self.optimizers}
+        self.served = [(group, key, kind, n) for (_, key), (group, kind, n) in served.items()]
+        self.hyper_guards = list(tracer.hyper_guards)
+        # 0-dim inputs holding hyperparameters: refilled from the param groups before every call
+        self.feeds = [(t._data, read) for t, read in tracer.hyper_feeds]
         self.names = tracer.names
         self.out_tree = out_tree
         self.out_spec = []
         k = 0
         for leaf in out_leaves:
-            if isinstance(leaf, Tensor):
-                self.out_spec.append(("tensor", k))
+            if isinstance(leaf, Tensor) or (isinstance(leaf, ItemNumber) and leaf.tracer is tracer):
+                self.out_spec.append(("tensor" if isinstance(leaf, Tensor) else "item", k))
                 k += 1
+            elif isinstance(leaf, HyperNumber) and leaf.tracer is tracer:
+                self.out_spec.append(("hyper", leaf.read))
             else:
-                self.out_spec.append(("static", leaf))
+                self.out_spec.append(("static", leaf.value if isinstance(leaf, TracedNumber) else leaf))
         # an output that is an input (unchanged: the same object comes back) or a written input (the object it
         # was written into comes back), as in eager mode
         written = {new: index[target] + ("written",) for target, new in g.writes}
         self.out_inputs = [written.get(v) or (index[v] + ("same",) if v in index else None) for v in g.outputs[:k]]
         self.n_tensor_outputs = k
+        self.item_outputs = {x for kind, x in self.out_spec if kind == "item"}
         self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
         return self
 
@@ -121,6 +133,15 @@ class Variant:
                 return f"module {type(m).__name__}.training: {training} -> {m.training}"
             if params != tuple(map(id, m._parameters.values())) or buffers != tuple(map(id, m._buffers.values())):
                 return f"module {type(m).__name__}: a parameter or buffer was replaced by another tensor"
+        for group, key, kind, n in self.served:
+            value = dict.get(group, key)
+            if type(value) is not kind or (n is not None and len(value) != n):
+                return f"optimizer param group entry {key!r}: {kind.__name__} -> {type(value).__name__}"
+        for read, expected, what, loc in self.hyper_guards:
+            got = read()
+            if got != expected:
+                return (f"optimizer hyperparameters: {what} was {expected!r} when traced, now {got!r} (the update's "
+                        f"structure changes; at {loc or '?'})")
         for opt, hyper in self.optimizers:
             if len(opt.param_groups) != len(self._groups[id(opt)]) or any(
                     group is not g or any(group[k] is not v and group[k] != v for k, v in items)
@@ -130,19 +151,30 @@ class Variant:
         return None
 
     def describe_state_guards(self) -> list:
+        fed = {id(a) for a, _ in self.feeds}
         out = [f"{self._name(t)}: shape {list(m[0])}, {m[1]}, requires_grad={m[2]}"
-               for t, m in zip(self.state_tensors, self.state_meta)]
+               for t, m in zip(self.state_tensors, self.state_meta) if id(t._data) not in fed]
         out += [f"{self._name(t) if kind == 'state' else f'argument {t}'}.grad is {'None' if n else 'a tensor'}"
                 for (kind, t), n in self.grad_guards]
         out += [f"module {type(m).__name__}.training == {tr}" for m, tr, _, _ in self.modules]
-        out += [f"optimizer {type(o).__name__} hyperparameters unchanged" for o, _ in self.optimizers]
+        out += [f"optimizer structure: {what} is {expected!r} (at {loc or '?'})"
+                for _, expected, what, loc in self.hyper_guards]
+        out += [f"optimizer {type(o).__name__}: param groups and the entries read as Python values unchanged"
+                for o, _ in self.optimizers]
         return out
+
+    def describe_feeds(self) -> list:
+        """The numbers (optimizer hyperparameters) the variant reads from Python at every call, without a guard."""
+        fed = {id(a) for a, _ in self.feeds}
+        return [self.names[id(t)] for t in self.state_tensors if id(t._data) in fed]
 
     def _name(self, t) -> str:
         return self.names.get(id(t), f"captured {list(t.shape)}")
 
     # ------------------------------------------------------------------ running
     def run(self, args: list):
+        for array, read in self.feeds:
+            array[()] = read()
         inputs = [t._data for t in args]
         inputs += [t._data for t in self.state_tensors]
         if self.reference is not None:  # first: the native code may update the state's buffers in place
@@ -177,6 +209,9 @@ class Variant:
         tensors = []
         returned_inputs = set()
         for k in range(n):
+            if k in self.item_outputs:
+                tensors.append(arrays[k].item())
+                continue
             src = self.out_inputs[k]
             obj = None if src is None else (args if src[0] == "arg" else self.state_tensors)[src[1]]
             if obj is not None and (src[2] == "written" or arrays[k] is obj._data):
@@ -189,17 +224,15 @@ class Variant:
             saved = arrays[n:] if saved is None else saved
             leaves = [(args if kind == "arg" else self.state_tensors)[i] for kind, i in self.leaf_targets]
             attach_region(self.region, tensors, list(saved), leaves, skip=returned_inputs)
-        leaves = []
-        for kind, x in self.out_spec:
-            leaves.append(tensors[x] if kind == "tensor" else x)
-        from ..tracer.pytree import unflatten
+        leaves = [tensors[x] if kind in ("tensor", "item") else x() if kind == "hyper" else x
+                  for kind, x in self.out_spec]
         return unflatten(self.out_tree, leaves)
 
     def outputs_from_trace(self, tracer, out_leaves):
         """The outputs of the call that was traced (its effects already happened while tracing)."""
         args = list(tracer.arg_tensors)
-        tensor_leaves = [t for t in out_leaves if isinstance(t, Tensor)]
-        arrays = [t._data for t in tensor_leaves]
+        arrays = [t._data if isinstance(t, Tensor) else np.asarray(t.value) for t in out_leaves
+                  if isinstance(t, Tensor) or (isinstance(t, ItemNumber) and t.tracer is tracer)]
         saved = None
         if self.region is not None:
             saved = [tracer.arrays[v] for v in self.region.saved]
