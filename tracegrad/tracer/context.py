@@ -324,9 +324,7 @@ class Tracer:
         """`t.item()`: a number of the graph (`ItemNumber`) unless `t` is the same at every call."""
         if self._is_constant(t):
             return t._data.reshape(()).item()
-        number = ItemNumber.of(self, t, f"{self._label(t)}.item()")
-        self.items.append(number)
-        return number
+        return ItemNumber.of(self, t, f"{self._label(t)}.item()")
 
     def tolist(self, t: Tensor):
         """`t.tolist()`: nested lists of `ItemNumber`s for small tensors; larger ones specialize on the values."""

@@ -230,6 +230,7 @@ class ItemNumber(TracedNumber):
     def __init__(self, tracer, tensor: Tensor, value, text: str):
         super().__init__(tracer, value, text)
         self.tensor = tensor
+        tracer.items.append(self)  # at the end of the call it lets go of the tensor
 
     @classmethod
     def of(cls, tracer, t: Tensor, text: str) -> ItemNumber:
