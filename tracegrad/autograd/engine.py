@@ -78,7 +78,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     the compiler's autodiff pass shares: eager and compiled gradients are equal bit for bit.
     """
     if _tracing.TRACER is not None:  # inside a traced function the compiler's autodiff pass derives it
-        return _tracing.TRACER.run_backward(outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate)
+        return _tracing.TRACER.run_backward(outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate,
+                                            retain_graph)
     outputs = _as_list(outputs)
     grads0 = _root_grads(outputs, grad_outputs)
     if retain_graph is None:

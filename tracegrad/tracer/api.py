@@ -218,7 +218,13 @@ class CompiledFunction:
 
     def _trace_and_run(self, key, leaves, args, kwargs, reason):
         tracer = Tracer(self._name, strict=self.strict)
-        out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
+        try:
+            out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
+        except (AttributeError, TypeError) as e:  # state is restored and no variant is left behind
+            bad = self._bad_argument(args, kwargs, e)
+            if bad is None:
+                raise
+            raise TypeError(f"{self._name}(): {bad} (tracing failed with {type(e).__name__}: {e})") from e
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
         variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend,
                                 self.check, self.fastmath)
@@ -237,6 +243,32 @@ class CompiledFunction:
             self._n_variants += 1
         self.last_variant = variant
         return outputs
+
+    def _bad_argument(self, args, kwargs, error):
+        """What is wrong with an argument that is not a tensor where one was expected, or None."""
+        traced = {}
+        for key in self._keys:
+            for path, desc in key[1]:
+                if desc[0] == "tensor":
+                    traced.setdefault(path, desc)
+        try:
+            named = self._signature.bind(*args, **kwargs).arguments
+        except (AttributeError, TypeError):
+            named = {f"args[{i}]": a for i, a in enumerate(args)} | kwargs
+        for path, x in named.items():
+            if isinstance(x, Tensor):
+                continue
+            desc = traced.get(path)
+            if desc is not None:
+                return (f"argument {path} must be a Tensor like the {desc[2]}{list(desc[1])} it was traced with, "
+                        f"got {type(x).__name__}")
+            if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and not any(isinstance(e, Tensor)
+                                                                                       for e in x)):
+                return (f"argument {path} is a {type(x).__name__}, not a Tensor: pass tracegrad.tensor(...) for "
+                        f"data (Python values are static arguments: the graph is specialized on them)")
+            if x is None and "'NoneType'" in str(error):
+                return f"argument {path} is None, and the function uses it as a Tensor"
+        return None
 
     # ------------------------------------------------------------------ inspection
     def graphs(self) -> list[Graph]:
@@ -458,6 +490,9 @@ def _argnums(argnums, n):
     return tuple(i % n for i in nums), isinstance(argnums, int)
 
 
+_NESTED_TRANSFORMS: list = []  # the value_and_grad calls running (inner ones keep their results differentiable)
+
+
 def value_and_grad(fn, argnums=0):
     """A function returning ``(fn(*args), gradient of fn w.r.t. args[argnums])``, as in JAX.
 
@@ -473,38 +508,45 @@ def value_and_grad(fn, argnums=0):
         outer = _tracing.TRACER
         tracer = outer if outer is not None else Tracer(getattr(fn, "__name__", "f"))
         args = list(args)
-        with (tracer.active() if outer is None else contextlib.nullcontext()), enable_grad():
-            for i, a in enumerate(args):
-                if not isinstance(a, Tensor):
+        outermost = not _NESTED_TRANSFORMS
+        _NESTED_TRANSFORMS.append(fn)
+        try:
+            with (tracer.active() if outer is None else contextlib.nullcontext()), enable_grad():
+                for i, a in enumerate(args):
+                    if not isinstance(a, Tensor):
+                        if i in nums:
+                            raise TypeError(f"grad: argument {i} must be a Tensor to differentiate with respect to "
+                                            f"it, got {type(a).__name__}")
+                        continue
                     if i in nums:
-                        raise TypeError(f"grad: argument {i} must be a Tensor to differentiate with respect to "
-                                        f"it, got {type(a).__name__}")
-                    continue
-                if i in nums:
-                    if not a.is_floating_point():
-                        raise TypeError(f"grad: argument {i} has dtype {a.dtype}; only floating point inputs can "
-                                        f"be differentiated")
-                    args[i] = _differentiable(tracer, a, outer is None, f"arg{i}")
-                elif outer is None and id(a) not in tracer.val:
-                    tracer.add_arg(a, f"arg{i}")
-            out = fn(*args, **kwargs)
-            if not isinstance(out, Tensor) or out.numel() != 1 or not out.is_floating_point():
-                what = f"a {type(out).__name__}" if not isinstance(out, Tensor) else \
-                    f"a tensor of shape {list(out.shape)} and dtype {out.dtype}"
-                raise TypeError(f"grad requires a function returning a scalar floating point tensor, {fn.__name__} "
-                                f"returned {what}")
-            wrt = [tracer.value_of(args[i]) for i in nums]
-            seed = Tensor._make(np.ones(out._data.shape, out._data.dtype))
-            if out._rg:
-                with tracer.in_phase("backward"):
-                    grads, _ = backward_pass(tracer, [(tracer.value_of(out), seed)], wrt, create_graph=True)
-            else:
-                grads = [None] * len(nums)
-            from ..creation import zeros_like
-            grads = [zeros_like(args[i]) if g is None else g for i, g in zip(nums, grads)]
+                        if not a.is_floating_point():
+                            raise TypeError(f"grad: argument {i} has dtype {a.dtype}; only floating point inputs can "
+                                            f"be differentiated")
+                        args[i] = _differentiable(tracer, a, outer is None, f"arg{i}")
+                    elif outer is None and id(a) not in tracer.val:
+                        tracer.add_arg(a, f"arg{i}")
+                out = fn(*args, **kwargs)
+                if not isinstance(out, Tensor) or out.numel() != 1 or not out.is_floating_point():
+                    what = f"a {type(out).__name__}" if not isinstance(out, Tensor) else \
+                        f"a tensor of shape {list(out.shape)} and dtype {out.dtype}"
+                    raise TypeError(f"grad requires a function returning a scalar floating point tensor, {fn.__name__} "
+                                    f"returned {what}")
+                wrt = [tracer.value_of(args[i]) for i in nums]
+                seed = Tensor._make(np.ones(out._data.shape, out._data.dtype))
+                if out._rg:
+                    with tracer.in_phase("backward"):
+                        grads, _ = backward_pass(tracer, [(tracer.value_of(out), seed)], wrt, create_graph=True)
+                else:
+                    grads = [None] * len(nums)
+                from ..creation import zeros_like
+                grads = [zeros_like(args[i]) if g is None else g for i, g in zip(nums, grads)]
+        finally:
+            _NESTED_TRANSFORMS.pop()
         if outer is None:  # computed eagerly: hand back plain tensors
             out = Tensor._make(out._data)
             grads = [Tensor._make(g._data) for g in grads]
+        elif outermost:  # inside compile but no other transform: plain tensors too, as eager mode gives
+            out, grads = out.detach(), [g.detach() for g in grads]
         return out, (grads[0] if single else tuple(grads))
     functools.update_wrapper(wrapped, fn)
     return wrapped

@@ -98,6 +98,7 @@ class Tracer:
         self.did_backward = False
         self.index_tensors: dict = {}  # id(array) -> the tensor whose array an op's index holds
         self._const_ids = None
+        self.released: set = set()   # nodes a backward without retain_graph went through (eager frees their saves)
         self.closed = False          # the call has finished: traced numbers left behind are plain numbers
         self.items: list = []        # the ItemNumbers handed out (their tensors are dropped at the end)
         self.hyper_inputs: dict = {}  # (HyperNumber key, dtype) -> the 0-dim state tensor refilled every call
@@ -433,11 +434,13 @@ class Tracer:
                     self.names.setdefault(id(value), f"{kind}.state[{i}].{key}")
 
     # ------------------------------------------------------------------ backward inside a traced function
-    def run_backward(self, outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate):
+    def run_backward(self, outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate,
+                     retain_graph=None):
         from ..autograd.engine import _as_list, _root_grads
         from ..compiler.autodiff import backward_pass
         outputs = _as_list(outputs)
         seeds = _root_grads(outputs, grad_outputs)
+        self._release([self.value_of(o) for o in outputs], create_graph if retain_graph is None else retain_graph)
         wrt = None
         if inputs is not None:
             for t in inputs:
@@ -462,6 +465,29 @@ class Tracer:
                                    "Set allow_unused=True if this is the desired behavior.")
             return tuple(grads)
         return None
+
+    def _release(self, roots, retain_graph: bool) -> None:
+        """Eager autograd frees what a node saved once backward ran through it (unless `retain_graph`): a second
+        backward through such a node raises there, so it raises here too (naming the same node)."""
+        seen, stack = set(), [v for v in roots if v.requires_grad]
+        reached = []
+        while stack:
+            node = stack.pop().producer
+            if node is None or node in seen or not node.op.differentiable:
+                continue
+            seen.add(node)
+            if node.op.saves:
+                if node in self.released:
+                    raise RuntimeError(
+                        "Trying to backward through the graph a second time (or directly access saved tensors after "
+                        "they have already been freed). Saved intermediate values of the graph are freed when you "
+                        "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+                        "through the graph a second time or if you need to access saved tensors after calling "
+                        f"backward. (node: {node.op.backward_name})")
+                reached.append(node)
+            stack.extend(v for v in node.inputs if v.requires_grad)
+        if not retain_graph:
+            self.released.update(reached)
 
     def tensor_for(self, v: Value) -> Tensor:
         """A tensor holding value `v` (the one that produced it if it still does), for VJP rules."""

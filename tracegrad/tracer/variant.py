@@ -94,7 +94,7 @@ class Variant:
         self.out_spec = []
         k = 0
         for leaf in out_leaves:
-            if isinstance(leaf, Tensor) or (isinstance(leaf, ItemNumber) and leaf.tracer is tracer):
+            if _graph_output(leaf, tracer):
                 self.out_spec.append(("tensor" if isinstance(leaf, Tensor) else "item", k))
                 k += 1
             elif isinstance(leaf, HyperNumber) and leaf.tracer is tracer:
@@ -103,12 +103,25 @@ class Variant:
                 self.out_spec.append(("static", leaf.value if isinstance(leaf, TracedNumber) else leaf))
         # an output that is an input (unchanged: the same object comes back) or a written input (the object it
         # was written into comes back), as in eager mode
+        # NOTE: by object, not by value: a returned `a.grad` whose value simplified to input `b` is a new tensor
+        # (eager gives a fresh one), so it gets a copy of b's array, never b itself
         written = {new: index[target] + ("written",) for target, new in g.writes}
-        self.out_inputs = [written.get(v) or (index[v] + ("same",) if v in index else None) for v in g.outputs[:k]]
+        returned = [x for x in out_leaves if _graph_output(x, tracer)]
+        self.out_inputs = []
+        for j, v in enumerate(g.outputs[:k]):
+            src = written.get(v) or (index[v] + ("same",) if v in index else None)
+            if src is not None and returned[j] is not self._input_object(tracer, src):
+                self.output_copies[j] = self.output_copies[j] or v in index
+                src = None
+            self.out_inputs.append(src)
         self.n_tensor_outputs = k
         self.item_outputs = {x for kind, x in self.out_spec if kind == "item"}
         self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
         return self
+
+    def _input_object(self, tracer, src):
+        kind, i = src[0], src[1]
+        return tracer.arg_tensors[i] if kind == "arg" else self.state_tensors[i]
 
     @property
     def program(self):
@@ -232,11 +245,16 @@ class Variant:
         """The outputs of the call that was traced (its effects already happened while tracing)."""
         args = list(tracer.arg_tensors)
         arrays = [t._data if isinstance(t, Tensor) else np.asarray(t.value) for t in out_leaves
-                  if isinstance(t, Tensor) or (isinstance(t, ItemNumber) and t.tracer is tracer)]
+                  if _graph_output(t, tracer)]
         saved = None
         if self.region is not None:
             saved = [tracer.arrays[v] for v in self.region.saved]
         return self._outputs(args, arrays, saved)
+
+
+def _graph_output(leaf, tracer) -> bool:
+    """Whether a returned leaf is an output of the graph: a tensor, or an `.item()` number of this trace."""
+    return isinstance(leaf, Tensor) or (isinstance(leaf, ItemNumber) and leaf.tracer is tracer)
 
 
 def _check(graph, reference, ref_env, program, env, rtol=1e-4, atol=1e-5) -> None:

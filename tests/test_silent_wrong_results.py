@@ -1,0 +1,147 @@
+"""Regressions of issue 12: compiled calls that silently differed from eager, and calls that failed badly.
+
+* a gradient returned from a compiled function whose value simplified to an input is a fresh tensor, never the
+  input itself (it used to *be* `b`, with `requires_grad=True`, so zeroing it zeroed `b`);
+* `backward()` twice without `retain_graph=True` inside a compiled function raises as eager does;
+* a call that fails while tracing leaves no variant, no retrace and no changed state behind; a list or None
+  where the function needs a tensor is a `TypeError` naming the argument.
+"""
+import numpy as np
+import pytest
+
+import tracegrad as tg
+from tracegrad import nn
+
+BACKENDS = ["interpret", "numba"]
+
+
+def _grad_via_backward(a, b):
+    (a * b).sum().backward()
+    return a.grad
+
+
+def _grad_via_autograd(a, b):
+    return tg.autograd.grad((a * b).sum(), [a])[0]
+
+
+def _grad_via_value_and_grad(a, b):
+    return tg.value_and_grad(lambda a: (a * b).sum())(a)[1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(), (1,)])
+@pytest.mark.parametrize("fn", [_grad_via_backward, _grad_via_autograd, _grad_via_value_and_grad])
+def test_a_returned_gradient_is_never_an_input_tensor(fn, shape, backend):
+    c = tg.compile(fn, backend=backend)
+    for i in range(4):  # the trace, then replays
+        a = tg.full(shape, 2.0, requires_grad=True)
+        b = tg.full(shape, 3.0, requires_grad=True)
+        g = c(a, b)
+        assert g is not b and g is not a, i
+        assert not g.requires_grad
+        np.testing.assert_array_equal(g.numpy(), np.full(shape, 3.0, np.float32))
+        g.zero_()
+        assert b.tolist() == np.full(shape, 3.0).tolist(), "zeroing the result changed an input"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_input_returned_as_it_is_stays_that_object(backend):
+    c = tg.compile(lambda a, b: (a, a * b), backend=backend)
+    a, b = tg.ones(2), tg.ones(2)
+    for _ in range(3):
+        assert c(a, b)[0] is a
+
+
+def _backward_twice(a, b):
+    loss = (a * b).sum()
+    loss.backward()
+    loss.backward()
+    return a.grad
+
+
+def test_backward_twice_without_retain_graph_raises_as_eager_does():
+    def message(fn):
+        a, b = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
+        with pytest.raises(RuntimeError) as e:
+            fn(a, b)
+        return str(e.value)
+    eager = message(_backward_twice)
+    compiled = message(tg.compile(_backward_twice))
+    assert compiled == eager
+    assert "Trying to backward through the graph a second time" in compiled and "(node: MulBackward0)" in compiled
+
+
+def test_backward_twice_with_retain_graph_accumulates_as_eager_does():
+    def f(a, b):
+        loss = (a * b).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        return a.grad
+    c = tg.compile(f)
+    for _ in range(3):
+        a, b = tg.ones(2, requires_grad=True), tg.full((2,), 3.0, requires_grad=True)
+        assert c(a, b).tolist() == [6.0, 6.0]
+
+
+def _linear_step():
+    tg.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return tg.compile(step), model
+
+
+@pytest.mark.parametrize("bad, says", [
+    ([[1.0, 2.0, 3.0]], "step(): argument x is a list, not a Tensor: pass tracegrad.tensor(...) for data"),
+    (np.ones((1, 3), np.float32), "step(): argument x is a ndarray, not a Tensor"),
+    (None, "step(): argument x is None, and the function uses it as a Tensor"),
+])
+def test_a_call_with_a_non_tensor_argument_is_a_type_error_and_leaves_nothing_behind(bad, says):
+    step, model = _linear_step()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError) as e:
+        step(bad, tg.zeros(1, 2))
+    assert str(e.value).startswith(says), str(e.value)
+    assert step.retraces == [] and step.graphs() == []
+    assert all(p.grad is None for p in model.parameters())
+    for p, q in zip(model.parameters(), before):
+        assert p.tolist() == q.tolist()
+    step(tg.ones(1, 3), tg.zeros(1, 2))  # a good call afterwards traces as the first one
+    assert step.retraces == ["first call"]
+
+
+def test_a_non_tensor_where_a_tensor_was_traced_names_what_was_expected():
+    step, _ = _linear_step()
+    step(tg.ones(4, 3), tg.zeros(4, 2))
+    with pytest.raises(TypeError, match=r"^step\(\): argument x must be a Tensor like the float32\[4, 3\] it was "
+                                        r"traced with, got NoneType"):
+        step(None, tg.zeros(4, 2))
+    assert len(step.retraces) == 1
+
+
+def test_an_error_in_the_users_code_while_tracing_leaves_no_variant_and_no_state_change():
+    tg.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = tg.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def step(x):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("user bug")
+        return x
+    c = tg.compile(step)
+    before = model.weight.tolist()
+    with pytest.raises(ValueError, match="user bug"):
+        c(tg.ones(2, 3))
+    assert c.retraces == [] and model.weight.tolist() == before and model.weight.grad is None
+    assert opt.state == {} or all(not s for s in opt.state.values())
