@@ -3,8 +3,12 @@
 `NativeProgram(graph)` fuses the graph, generates its module (`compiler.codegen`), writes the source to
 a content-hashed ``.py`` file in the cache directory and imports it, so numba's own cache (``cache=True``)
 keeps the machine code across processes: a second process compiling the same step loads it instead of
-compiling. The hash covers the source (which holds the graph, its shapes, dtypes and flags) and the
-versions of tracegrad, numba and numpy; numba's cache index adds the CPU. Files are written atomically
+compiling. The hash covers the source (which holds the graph, its dtypes, its flags and its sizes, those that
+follow the batch as symbols: `compiler.dynamic`) and the versions of tracegrad, numba and numpy; numba's cache
+index adds the CPU. A variant traced at another batch size generates the same module text
+(`ModuleSource.module_source`), so it finds the module loaded already and its dispatchers compiled: numba
+types arrays by dtype, rank and layout, not shape. Each segment reads its symbols from the shapes of the
+arrays it receives, so a call passes nothing but the arrays. Files are written atomically
 (a temporary file, then a rename), so two processes compiling at once both succeed; a file whose content
 doesn't match its name (corrupted, truncated) is rewritten.
 
@@ -85,7 +89,7 @@ class NativeProgram(Plan):
         self.code = ModuleSource(self.graph, fastmath=fastmath)
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
-        module = load_module(self.code.source)
+        module = load_module(self.code.module_source)
         slot = self._plan(self.graph)
         self.steps = []
         for step in self.code.steps:

@@ -1,0 +1,225 @@
+"""Symbolic sizes: which dimensions of a graph follow the batch size, so one generated module serves every batch.
+
+The numba codegen bakes sizes into its source (loop bounds, allocations, reshape targets), so a graph traced at
+batch 16 would generate other text than the same graph traced at batch 64: another cache file and another
+multi-second numba compile. `symbolic_sizes(graph)` names the dimensions that follow the batch, and the codegen
+prints those as names (``range(n0)``, ``np.empty((n0, 128), ...)``) that each native segment reads from the
+shape of an array it receives (``n0 = v3.shape[0]``). Two graphs that differ only in their batch size then
+generate the same text: `runtime.native.load_module` finds the module loaded already, and numba, which types
+arrays by dtype, rank and layout (not by shape), compiles nothing.
+
+**Policy.** Dimension 0 of every tensor argument of the graph (`graph.args`) is a seed, unless its size is 0
+or 1 (size 1 changes broadcasting, so it stays a literal). Captured state (parameters, optimizer buffers,
+0-d hyperparameters) is never a seed. Dimensions are then joined into classes, and only dimensions in a class
+holding a seed are printed as a name (the class's symbol, ``n0``, ``n1``, ...; a class holding two seeds,
+``x dim 0`` and ``y dim 0`` of ``x - y``, has one symbol). Two dimensions are joined when the op makes them equal:
+
+- whatever the registry's shape rule passes through: `op.infer` runs on shapes of int objects tagged with
+  their dimension, and an output dimension that *is* one of those objects joins it (matmul's rows and
+  columns, reductions' kept dimensions, permute, conv and pooling's batch and channels, ...);
+- elementwise ops (and `where`): each input's dimension that is not 1 joins the output's, after right
+  alignment (broadcasting: so ``expand(c, (64, 10)) * d`` names the expand's 64 after ``d``'s);
+- expand: the input's dimensions that are not 1 join the output's;
+- reshape: the leading dimensions that equal the input's (while all before them did), and likewise the
+  trailing ones: ``x.view(x.size(0), -1)`` keeps the batch; a product (``(B, 10) -> (B*10,)``) stays literal;
+- matmul: the contracted dimensions join each other;
+- basic indexing (ints, slices, None, ``...``): a sliced dimension joins the input's when its size is kept.
+
+Dimensions are joined only when their sizes are equal, so every dimension of a class has the class's size.
+
+0-d float constants that multiply or divide and whose value is an integer multiple of a symbol's size, or the
+reciprocal of one (a mean's ``B*10``), are read by the kernels as 0-d arrays rather than printed as literals
+(`size_consts`): their values stay out of the text.
+
+**Why a shared source is correct.** Each source text is generated from its own graph, and a symbol is printed
+only at a place where that graph's static size equals the symbol's seed size (the classes hold equal sizes).
+At run time a segment reads the symbol from an array whose static size at that axis is the seed's size too,
+and a variant runs only with inputs of its traced shapes, so every array has its static shape: each symbol
+takes the value the graph would have printed, and the text computes exactly what the graph's own static text
+would (a constant read as an array holds the graph's own value, passed by its own program). So a text is
+correct for every graph that generates it, whichever graph generated it first. Graphs that differ in
+structure or in any literal (a hidden size equal to the batch size, a size-1 batch, a parallel loop from
+`PARALLEL_THRESHOLD` elements on) generate different texts and simply don't share: that costs a compile,
+never correctness. The rules above only decide how much is shared; none of them is needed for correctness.
+
+>>> import tracegrad as tg
+>>> sizes = symbolic_sizes(tg.trace(lambda x, w: (x @ w).relu().sum(0), tg.ones(64, 8), tg.ones(8, 4)))
+>>> sizes.symbols
+{'n0': 'x dim 0', 'n1': 'w dim 0'}
+>>> [sizes.shape(n.out) for n in sizes.graph.nodes]
+[(n0, 4), (n0, 4), (4,)]
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ops.registry import AbstractValue, Kind
+
+
+class Size(int):
+    """A dimension printed as a symbol: an int (its size in this graph) that also carries the symbol's name."""
+
+    def __new__(cls, value: int, name: str):
+        self = int.__new__(cls, value)
+        self.name = name
+        return self
+
+    def __repr__(self):
+        return self.name
+
+    __str__ = __repr__
+
+
+class _Dim(int):
+    """A dimension as `op.infer` sees it here: its size, tagged with the slot (value, axis) it belongs to."""
+
+    def __new__(cls, value: int, slot):
+        self = int.__new__(cls, value)
+        self.slot = slot
+        return self
+
+
+class SymbolicSizes:
+    """The result of `symbolic_sizes`: `shape(v)` gives a value's shape with `Size`s where a symbol is printed;
+    `symbols` maps each symbol to what it is (``{'n0': 'x dim 0'}``); `size_consts` holds the 0-d constants the
+    kernels read as arrays (their values follow the batch size)."""
+
+    def __init__(self, graph, root, named: dict, size_consts: set):
+        self.graph = graph
+        self._root = root
+        self._named = named  # class root -> Size
+        self.symbols = {s.name: what for s, what in named.values()} if named else {}
+        self._sizes = {r: s for r, (s, _) in named.items()}
+        self.size_consts = size_consts
+        self._cache: dict = {}
+
+    def shape(self, v) -> tuple:
+        out = self._cache.get(v)
+        if out is None:
+            out = self._cache[v] = tuple(self._sizes.get(self._root((v, k)), n) for k, n in enumerate(v.shape))
+        return out
+
+    def __bool__(self):
+        return bool(self.symbols)
+
+
+def symbolic_sizes(graph) -> SymbolicSizes:
+    """Name the dimensions of `graph`'s values that follow dimension 0 of its arguments (see the module doc)."""
+    parent: dict = {}
+
+    def find(slot):
+        root = slot
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while slot != root:  # path compression
+            parent[slot], slot = root, parent.get(slot, root)
+        return root
+
+    def size(slot) -> int:
+        v, k = slot
+        return v.shape[k]
+
+    def join(a, b) -> None:
+        if size(a) != size(b):  # never: the rules join equal sizes only; kept as the invariant's guard
+            return
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+
+    for node in graph.nodes:
+        out = node.out
+        nd = len(out.shape)
+        name = node.op.name
+        if node.op.kind is Kind.ELEMENTWISE or name == "expand":
+            for v in node.inputs[:1] if name == "expand" else node.inputs:
+                lead = nd - len(v.shape)
+                for j, n in enumerate(v.shape):
+                    if n != 1 and lead + j >= 0 and out.shape[lead + j] == n:
+                        join((out, lead + j), (v, j))
+        elif name == "reshape":
+            (x,) = node.inputs[:1]
+            for pairs in (zip(range(len(x.shape)), range(nd)),
+                          zip(range(len(x.shape) - 1, -1, -1), range(nd - 1, -1, -1))):
+                for i, o in pairs:
+                    if x.shape[i] != out.shape[o]:
+                        break
+                    if x.shape[i] != 1:
+                        join((out, o), (x, i))
+        elif name == "matmul":
+            a, b = node.inputs
+            if len(a.shape) >= 2 and len(b.shape) >= 2:
+                join((a, len(a.shape) - 1), (b, len(b.shape) - 2))
+        elif name == "getitem":
+            for i, o in _sliced_axes(node.inputs[0], node.params.get("index")):
+                if node.inputs[0].shape[i] == out.shape[o]:
+                    join((out, o), (node.inputs[0], i))
+        # whatever the shape rule passes through (for every op, including those above)
+        avals = [AbstractValue(tuple(_Dim(n, (v, k)) for k, n in enumerate(v.shape)), v.dtype) for v in node.inputs]
+        try:
+            res = node.op.infer(*avals, **node.params)
+        except Exception:  # noqa: BLE001 - a rule that rejects tagged ints: nothing passes through
+            res = None
+        if res is not None and tuple(int(n) for n in res.shape) == tuple(out.shape):
+            for k, n in enumerate(res.shape):
+                if isinstance(n, _Dim):
+                    join((out, k), n.slot)
+
+    # symbols: the classes holding a seed (dimension 0 of an argument, size 2 or more), in order of the arguments
+    named: dict = {}
+    for v in graph.args:
+        if len(v.shape) == 0 or v.shape[0] in (0, 1):
+            continue
+        r = find((v, 0))
+        if r in named:
+            s, what = named[r]
+            named[r] = (s, f"{what}, {v.name} dim 0")
+        else:
+            named[r] = (Size(v.shape[0], f"n{len(named)}"), f"{v.name} dim 0")
+
+    # 0-d float constants that scale by a symbol's size (a mean's count or its reciprocal): read as arrays
+    values = {int(s) for s, _ in named.values()}
+    scaling = {v for n in graph.nodes if n.op.name in ("mul", "div") for v in n.inputs}
+    size_consts = {v for v, array in graph.consts.items() if array.ndim == 0 and array.dtype.kind == "f" and
+                   v in scaling and values and _follows(array.item(), values)}
+    return SymbolicSizes(graph, find, named, size_consts)
+
+
+def _sliced_axes(x, index) -> list:
+    """For basic indexing (ints, slices, None, Ellipsis), the (input axis, output axis) pairs a slice keeps."""
+    if not isinstance(index, tuple) or any(isinstance(i, bool) or not (
+            i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice))) for i in index):
+        return []
+    real = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if index.count(Ellipsis) > 1 or real > len(x.shape):
+        return []
+    if Ellipsis in index:
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (len(x.shape) - real) + index[k + 1:]
+    else:
+        index = index + (slice(None),) * (len(x.shape) - real)
+    pairs, i, o = [], 0, 0
+    for entry in index:
+        if entry is None:
+            o += 1
+        elif isinstance(entry, slice):
+            pairs.append((i, o))
+            i, o = i + 1, o + 1
+        else:
+            i += 1
+    return pairs
+
+
+def _follows(x, sizes: set) -> bool:
+    """Whether `x` (or 1/x) is a nonzero integer multiple of one of `sizes` (within float32 round-off)."""
+    if not isinstance(x, (int, float)) or x == 0 or not math.isfinite(x):
+        return False
+    for y in (abs(x), 1 / abs(x)) if isinstance(x, float) else (abs(x),):
+        m = round(y)
+        if m >= 2 and abs(y - m) <= 1e-6 * m and any(m % s == 0 for s in sizes):
+            return True
+    return False
+
+
+__all__ = ["Size", "SymbolicSizes", "symbolic_sizes"]
