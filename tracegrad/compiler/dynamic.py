@@ -23,13 +23,17 @@ holding a seed are printed as a name (the class's symbol, ``n0``, ``n1``, ...; a
 - reshape: the leading dimensions that equal the input's (while all before them did), and likewise the
   trailing ones: ``x.view(x.size(0), -1)`` keeps the batch; a product (``(B, 10) -> (B*10,)``) stays literal;
 - matmul: the contracted dimensions join each other;
-- basic indexing (ints, slices, None, ``...``): a sliced dimension joins the input's when its size is kept.
+- indexing: a sliced dimension joins the input's when its size is kept, and the dimensions that index arrays
+  (numpy's advanced indexing: an embedding's ``weight[idx]``) give the result join the index values' own.
 
 Dimensions are joined only when their sizes are equal, so every dimension of a class has the class's size.
 
-0-d float constants that multiply or divide and whose value is an integer multiple of a symbol's size, or the
-reciprocal of one (a mean's ``B*10``), are read by the kernels as 0-d arrays rather than printed as literals
-(`size_consts`): their values stay out of the text.
+Sizes also reach graphs as values: a mean divides by its count (``B*10``), BatchNorm's running variance
+multiplies by ``momentum * n/(n-1)``, and the tracer records these Python numbers as 0-d constants. One graph
+can't tell which constants came from a size (a LayerNorm over 32 features divides by 32.0 too), so when the
+graph has symbols, every 0-d float constant that multiplies or divides is read by the kernels as a 0-d array
+rather than printed as a literal (`size_consts`): their values stay out of the text, whatever they are. Other
+constants (``x > 0.0``, ``y != -100``, an exponent) stay literals.
 
 **Why a shared source is correct.** Each source text is generated from its own graph, and a symbol is printed
 only at a place where that graph's static size equals the symbol's seed size (the classes hold equal sizes).
@@ -51,10 +55,10 @@ never correctness. The rules above only decide how much is shared; none of them 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .. import dtypes
+from ..ops.primitives import Slot
 from ..ops.registry import AbstractValue, Kind
 
 
@@ -84,7 +88,7 @@ class _Dim(int):
 class SymbolicSizes:
     """The result of `symbolic_sizes`: `shape(v)` gives a value's shape with `Size`s where a symbol is printed;
     `symbols` maps each symbol to what it is (``{'n0': 'x dim 0'}``); `size_consts` holds the 0-d constants the
-    kernels read as arrays (their values follow the batch size)."""
+    kernels read as arrays (their values may follow the batch size)."""
 
     def __init__(self, graph, root, named: dict, size_consts: set):
         self.graph = graph
@@ -152,9 +156,8 @@ def symbolic_sizes(graph) -> SymbolicSizes:
             if len(a.shape) >= 2 and len(b.shape) >= 2:
                 join((a, len(a.shape) - 1), (b, len(b.shape) - 2))
         elif name == "getitem":
-            for i, o in _sliced_axes(node.inputs[0], node.params.get("index")):
-                if node.inputs[0].shape[i] == out.shape[o]:
-                    join((out, o), (node.inputs[0], i))
+            for slot, o in _index_pairs(node):
+                join((out, o), slot)
         # whatever the shape rule passes through (for every op, including those above)
         avals = [AbstractValue(tuple(_Dim(n, (v, k)) for k, n in enumerate(v.shape)), v.dtype) for v in node.inputs]
         try:
@@ -178,48 +181,72 @@ def symbolic_sizes(graph) -> SymbolicSizes:
         else:
             named[r] = (Size(v.shape[0], f"n{len(named)}"), f"{v.name} dim 0")
 
-    # 0-d float constants that scale by a symbol's size (a mean's count or its reciprocal): read as arrays
-    values = {int(s) for s, _ in named.values()}
+    # 0-d float constants that multiply or divide (a mean's count may be one): read as arrays
     scaling = {v for n in graph.nodes if n.op.name in ("mul", "div") for v in n.inputs}
     size_consts = {v for v, array in graph.consts.items() if array.ndim == 0 and array.dtype.kind == "f" and
-                   v in scaling and values and _follows(array.item(), values)}
+                   v in scaling} if named else set()
     return SymbolicSizes(graph, find, named, size_consts)
 
 
-def _sliced_axes(x, index) -> list:
-    """For basic indexing (ints, slices, None, Ellipsis), the (input axis, output axis) pairs a slice keeps."""
-    if not isinstance(index, tuple) or any(isinstance(i, bool) or not (
-            i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice))) for i in index):
+def _index_pairs(node) -> list:
+    """For a getitem, the (input slot, output axis) pairs that hold the same dimension: a slice keeps its input's
+    dimension, and with index arrays (numpy's advanced indexing) the broadcast index dimensions are the index
+    values' own. Bool masks (a data-dependent size) and anything unexpected give no pairs."""
+    x, index = node.inputs[0], node.params.get("index")
+    if not isinstance(index, tuple):
         return []
-    real = sum(1 for i in index if i is not None and i is not Ellipsis)
-    if index.count(Ellipsis) > 1 or real > len(x.shape):
+    arrays = [e for e in index if isinstance(e, (np.ndarray, Slot))]
+    for e in index:
+        if isinstance(e, bool) or not (e is None or e is Ellipsis or isinstance(e, (int, np.integer, slice, np.ndarray,
+                                                                                   Slot))):
+            return []
+    index_values = {id(e): node.inputs[1 + e.k] for e in arrays if isinstance(e, Slot)}
+    if any(getattr(index_values.get(id(e), e), "dtype", None) in (np.bool_, dtypes.bool_) for e in arrays):
         return []
-    if Ellipsis in index:
-        k = index.index(Ellipsis)
-        index = index[:k] + (slice(None),) * (len(x.shape) - real) + index[k + 1:]
-    else:
-        index = index + (slice(None),) * (len(x.shape) - real)
-    pairs, i, o = [], 0, 0
-    for entry in index:
-        if entry is None:
-            o += 1
-        elif isinstance(entry, slice):
-            pairs.append((i, o))
-            i, o = i + 1, o + 1
-        else:
-            i += 1
+    real = sum(1 for e in index if e is not None and e is not Ellipsis)
+    if sum(1 for e in index if e is Ellipsis) > 1 or real > len(x.shape):
+        return []
+    k = next((n for n, e in enumerate(index) if e is Ellipsis), len(index))
+    index = index[:k] + (slice(None),) * (len(x.shape) - real) + index[k + 1:]
+    # with an index array, integers index as 0-d arrays (numpy): advanced entries are the arrays and the ints
+    advanced = [n for n, e in enumerate(index) if arrays and not (e is None or isinstance(e, slice))]
+    if arrays:
+        try:
+            bshape = np.broadcast_shapes(*[np.shape(index_values.get(id(e), e)) if not isinstance(e, (int, np.integer))
+                                           else () for e in (index[n] for n in advanced)])
+        except ValueError:
+            return []
+    pairs, before, after, axis = [], [], [], 0
+    for n, e in enumerate(index):  # the basic dimensions, before and after the advanced ones
+        if n in advanced:
+            axis += 1
+            continue
+        part = before if not advanced or n < advanced[0] else after
+        if e is None:
+            part.append(None)
+        elif isinstance(e, slice):
+            part.append(axis)
+            axis += 1
+        else:  # an int without index arrays: drops its dimension
+            axis += 1
+    if advanced and advanced != list(range(advanced[0], advanced[-1] + 1)):  # not adjacent: the arrays' dims lead
+        after, before = before + after, []
+    nb = len(bshape) if arrays else 0
+    if len(before) + nb + len(after) != len(node.out.shape):
+        return []
+    for o, i in enumerate(before):
+        if i is not None:
+            pairs.append(((x, i), o))
+    for o, i in enumerate(after, len(before) + nb):
+        if i is not None:
+            pairs.append(((x, i), o))
+    for e in (index[n] for n in advanced):  # each index value's dimensions, aligned right in the broadcast ones
+        v = index_values.get(id(e))
+        if v is not None:
+            for j, size in enumerate(v.shape, nb - len(v.shape)):
+                if size != 1:
+                    pairs.append(((v, j - (nb - len(v.shape))), len(before) + j))
     return pairs
-
-
-def _follows(x, sizes: set) -> bool:
-    """Whether `x` (or 1/x) is a nonzero integer multiple of one of `sizes` (within float32 round-off)."""
-    if not isinstance(x, (int, float)) or x == 0 or not math.isfinite(x):
-        return False
-    for y in (abs(x), 1 / abs(x)) if isinstance(x, float) else (abs(x),):
-        m = round(y)
-        if m >= 2 and abs(y - m) <= 1e-6 * m and any(m % s == 0 for s in sizes):
-            return True
-    return False
 
 
 __all__ = ["Size", "SymbolicSizes", "symbolic_sizes"]
