@@ -10,10 +10,12 @@ Specified here (`compiler.dynamic`, the numba codegen's `module_source`, `runtim
    signature, cache hit or cache miss;
 2. a small CNN step (Conv2d, ReLU, MaxPool2d, flattened with ``x.view(x.size(0), -1)`` and with ``nn.Flatten``,
    Linear) at two batch sizes equals eager, and its segments are shared too; so are steps with Adam, AdamW,
-   BatchNorm1d, LayerNorm, an L1 loss and an Embedding;
+   BatchNorm1d, LayerNorm, an L1 loss, an Embedding, and a label per position (``(B, 5, 10)`` scores
+   flattened to ``(B*5, 10)``: a product symbol);
 3. a batch size equal to a hidden size (batch 64 through Linear(64, 64)) is still right at batch 16 (and the
    hidden 64 stays a literal, so the module is shared); batch size 1 (no symbol: size 1 broadcasts) is right;
-   a reshape to a literal size equal to the batch size is right at another batch size (another module); a 0-d
+   a reshape to a literal size equal to the batch size is right at another batch size (another module); a
+   product symbol split back into the batch in another segment is computed there (``n0 = n1 // (5)``); a 0-d
    argument gets no symbol;
 4. the generated text: sizes that follow the batch are symbols read from the segment's arrays (``n0 =
    v3.shape[0]``, ``range(n0)``), `symbols` says what each is, comments name them in `module_source` and show
@@ -217,6 +219,11 @@ MODELS = {
     "embedding": (lambda: nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(8 * 5, 10)), _sgd,
                   F.cross_entropy, lambda s, n: (tg.tensor(np.random.default_rng(s).integers(0, 50, (n, 5))),
                                                  _batches(s, n, 1, "classes")[1])),
+    # a label per position: (B, 5, 10) scores flattened to (B*5, 10), and the gradient reshaped back
+    "sequence": (lambda: nn.Sequential(nn.Embedding(50, 8), nn.Linear(8, 10)), _sgd,
+                 lambda out, y: F.cross_entropy(out.reshape(-1, 10), y.reshape(-1)),
+                 lambda s, n: (tg.tensor(np.random.default_rng(s).integers(0, 50, (n, 5))),
+                               tg.tensor(np.random.default_rng(s + 1).integers(0, 10, (n, 5))))),
 }
 
 
@@ -233,6 +240,8 @@ def test_other_models_share_their_modules_across_batch_sizes(name, loads):
     programs = _programs(compiled)
     assert programs[16].code.module_source == programs[64].code.module_source
     assert len(loads) == 2 * n_big and all(hit for _, hit in loads[n_big:])
+    if name == "sequence":  # the product of the batch and the sequence length is a symbol of its own
+        assert "n2 = n0 * 5" in programs[64].code.module_source, programs[64].code.module_source
 
 
 # ============================================================================ 3. sizes that coincide, size 1, literals
@@ -285,6 +294,24 @@ def test_reshape_to_a_literal_equal_to_the_batch_size():
             tg.tensor(rng.standard_normal((6, 3)).astype(np.float32)))
     programs = _programs(compiled)
     assert programs[8].code.module_source != programs[4].code.module_source
+
+
+def test_a_product_split_back_into_the_batch(loads):
+    """(B, 5) -> (B*5,) is a product symbol; a later segment that receives only the (B*5,) array and reshapes it
+    back to (B, 5) computes B from it."""
+    def f(x):
+        h = (x * 2.0).reshape(-1)
+        h[0] = 0.0  # index_put runs in numpy: the reshape back is in another segment
+        return (h.reshape(-1, 5) + 1.0).sum(1)
+    compiled, run = _compiled_pair(f)
+    rng = np.random.default_rng(2)
+    for n in (8, 4, 8):
+        run(tg.tensor(rng.standard_normal((n, 5)).astype(np.float32)))
+    programs = _programs(compiled)
+    text = programs[8].code.module_source
+    assert programs[8].code.symbols == {"n0": "x dim 0", "n1": "n0 * 5"}
+    assert "n1 = n0 * 5" in text and "n0 = n1 // (5)" in text and ".reshape((n0, 5))" in text, text
+    assert programs[4].code.module_source == text and [hit for _, hit in loads] == [False, True]
 
 
 def test_zero_dim_argument_gets_no_symbol(loads):

@@ -77,10 +77,11 @@ class ModuleSource:
     `steps` lists ``("native", function name, input values, output values)`` and ``("node", node)``.
     `module_source` is the text the runtime imports (sizes that follow the batch printed as symbols, in the
     code and in the comments); `source` is the same code with this trace's sizes in the comments, for people.
-    `symbols` says what each symbol the code uses is (``{'n0': 'x dim 0'}``), `segment_symbols` which symbols
-    each entry function uses and where it reads them (``{'segment_0': {'n0': (value, axis)}}``: the function
-    sets ``n0 = <value's array>.shape[axis]``, so a caller passes nothing more than the arrays). With
-    ``dynamic=False`` every size is a literal.
+    `symbols` says what each symbol the code uses is (``{'n0': 'x dim 0', 'n2': 'n0 * 5'}``), `segment_symbols`
+    which symbols each entry function uses and where it gets them: ``{'segment_0': {'n0': (value, axis),
+    'n2': ('product', ['n0', 5])}}`` (the function sets ``n0 = <value's array>.shape[axis]`` and
+    ``n2 = n0 * 5``, so a caller passes nothing more than the arrays). With ``dynamic=False`` every size is a
+    literal.
     """
 
     def __init__(self, graph, fastmath: bool = False, dynamic: bool = True):
@@ -94,7 +95,7 @@ class ModuleSource:
         self.segment_symbols: dict = {}
         self.n_kernels = 0
         self._names: dict = {}
-        self._avail: dict = {}  # symbol -> (value, axis) the current segment reads it from
+        self._avail: dict = {}  # symbol -> how the current segment gets it (see `_symbols_of`), in order
         self._used: set = set()  # the symbols the current segment's code prints
         self._size_of: dict = {}  # symbol -> its Size (this trace's size), for `source`
         units = kernel_order(graph)
@@ -115,7 +116,7 @@ class ModuleSource:
         self.symbols = {s: self.sizes.symbols[s] for s in used}
         if used:
             self.lines.insert(1, "# sizes that follow the batch are symbols, each segment reads them from its arrays: "
-                              + ", ".join(f"{s} = {self.symbols[s]}{_TRACE_ONLY[0]} (= {int(self._size_of[s])} in "
+                              + ", ".join(f"{s} = {self.symbols[s]}{_TRACE_ONLY[0]} (= {self.sizes.values[s]} in "
                                           f"this trace){_TRACE_ONLY[1]}" for s in used))
         text = "\n".join(self.lines) + "\n"
         self.module_source = _render(text, None)
@@ -226,12 +227,7 @@ class ModuleSource:
         outs = [v for v in made if last_use.get(v, -1) > end and v not in written_in_place]
         outs.sort(key=lambda v: [n.out for _, u in run for n in u].index(v))
         fname = f"segment_{len([s for s in self.steps if s[0] == 'native'])}"
-        # the symbols this segment can print: each read from the first array it receives that has it
-        self._avail = {}
-        for v in reads:
-            for k, n in enumerate(self.shape(v)):
-                if isinstance(n, Size) and n.name not in self._avail:
-                    self._avail[n.name] = (v, k)
+        self._avail = self._symbols_of(reads)
         self._used = set()
         body = []
         self.parallel = False
@@ -242,10 +238,14 @@ class ModuleSource:
                                     any(v in n.inputs for _, u in run if u is not unit for n in u))
             else:
                 body.append(self._single(unit[0]))
-        used = sorted(self._used, key=lambda s: int(s[1:]))
+        # the symbols used and those they are computed from, in the order they can be computed
+        for s in reversed(list(self._avail)):
+            if s in self._used and self._avail[s][0] in ("product", "quotient"):
+                self._used.update(f for f in self._avail[s][1:][-1] if isinstance(f, str))
+                self._used.update(self._avail[s][1:2] if self._avail[s][0] == "quotient" else ())
+        used = [s for s in self._avail if s in self._used]
         self.segment_symbols[fname] = {s: self._avail[s] for s in used}
-        body[:0] = [f"{s} = {self.name(self._avail[s][0])}.shape[{self._avail[s][1]}]  # {self.sizes.symbols[s]}"
-                    for s in used]
+        body[:0] = [self._symbol_line(s, self._avail[s]) for s in used]
         self._avail = {}
         args = ", ".join(self.name(v) for v in reads)
         rets = ", ".join(self.name(v) for v in outs)
@@ -254,6 +254,35 @@ class ModuleSource:
         self.lines += ["    " + line for line in body]
         self.lines += [f"    return ({rets}{',' if len(outs) == 1 else ''})", "", ""]
         self.steps.append(("native", fname, reads, outs))
+
+    def _symbols_of(self, reads) -> dict:
+        """The symbols a segment reading `reads` can print, in the order it can set them: read from the first array
+        that has it (``(value, axis)``), or computed from its factors (``("product", factors)``), or from a product
+        and its other factors (``("quotient", product, factors)``)."""
+        avail: dict = {}
+        for v in reads:
+            for k, n in enumerate(self.shape(v)):
+                if isinstance(n, Size) and n.name not in avail:
+                    avail[n.name] = (v, k)
+        products = self.sizes.products if self.sizes else {}
+        changed = True
+        while changed:
+            changed = False
+            for s, factors in products.items():
+                missing = [f for f in factors if isinstance(f, str) and f not in avail]
+                if s not in avail and not missing:
+                    avail[s], changed = ("product", factors), True
+                elif s in avail and len(missing) == 1:
+                    avail[missing[0]], changed = ("quotient", s, factors), True
+        return avail
+
+    def _symbol_line(self, s, how) -> str:
+        if how[0] == "product":
+            return f"{s} = {' * '.join(map(str, how[1]))}"
+        if how[0] == "quotient":  # exact: the product's size is the product of its factors' sizes
+            others = [str(f) for f in how[2] if f != s]
+            return f"{s} = {how[1]} // ({' * '.join(others)})  # {how[1]} = {self.sizes.symbols[how[1]]}"
+        return f"{s} = {self.name(how[0])}.shape[{how[1]}]  # {self.sizes.symbols[s]}"
 
     def _operand(self, v) -> str:
         if self._literal_const(v):

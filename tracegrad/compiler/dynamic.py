@@ -20,8 +20,11 @@ holding a seed are printed as a name (the class's symbol, ``n0``, ``n1``, ...; a
 - elementwise ops (and `where`): each input's dimension that is not 1 joins the output's, after right
   alignment (broadcasting: so ``expand(c, (64, 10)) * d`` names the expand's 64 after ``d``'s);
 - expand: the input's dimensions that are not 1 join the output's;
-- reshape: the leading dimensions that equal the input's (while all before them did), and likewise the
-  trailing ones: ``x.view(x.size(0), -1)`` keeps the batch; a product (``(B, 10) -> (B*10,)``) stays literal;
+- reshape: dimensions regrouped one to one (equal products of the sizes before them): ``x.view(x.size(0),
+  -1)`` keeps the batch. Dimensions merged into one (``(B, T, C) -> (B*T, C)``) make a product, which gets a
+  symbol of its own when one of its factors has one (``n1``, described as ``n0 * 5``): a segment reads it from
+  an array that has it, or computes it from its factors (``n1 = n0 * 5``). A dimension split into several
+  stays literal unless another op joins it;
 - matmul: the contracted dimensions join each other;
 - indexing: a sliced dimension joins the input's when its size is kept, and the dimensions that index arrays
   (numpy's advanced indexing: an embedding's ``weight[idx]``) give the result join the index values' own.
@@ -36,15 +39,17 @@ rather than printed as a literal (`size_consts`): their values stay out of the t
 constants (``x > 0.0``, ``y != -100``, an exponent) stay literals.
 
 **Why a shared source is correct.** Each source text is generated from its own graph, and a symbol is printed
-only at a place where that graph's static size equals the symbol's seed size (the classes hold equal sizes).
-At run time a segment reads the symbol from an array whose static size at that axis is the seed's size too,
-and a variant runs only with inputs of its traced shapes, so every array has its static shape: each symbol
-takes the value the graph would have printed, and the text computes exactly what the graph's own static text
-would (a constant read as an array holds the graph's own value, passed by its own program). So a text is
-correct for every graph that generates it, whichever graph generated it first. Graphs that differ in
-structure or in any literal (a hidden size equal to the batch size, a size-1 batch, a parallel loop from
-`PARALLEL_THRESHOLD` elements on) generate different texts and simply don't share: that costs a compile,
-never correctness. The rules above only decide how much is shared; none of them is needed for correctness.
+only at a place where that graph's static size equals the symbol's size: its seed's (the classes hold equal
+sizes), or for a product the product of its factors' sizes. At run time a segment reads the symbol from an
+array whose static size at that axis is that size too, or computes it exactly from symbols that hold theirs
+(``n2 = n0 * 5``, ``n0 = n2 // (5)``), and a variant runs only with inputs of its traced shapes, so every
+array has its static shape: each symbol takes the value the graph would have printed, and the text computes
+exactly what the graph's own static text would (a constant read as an array holds the graph's own value,
+passed by its own program). So a text is correct for every graph that generates it, whichever graph
+generated it first. Graphs that differ in structure or in any literal (a size-1 batch, a dimension no rule
+joins to a seed, a parallel loop from `PARALLEL_THRESHOLD` elements on) generate different texts and simply
+don't share: that costs a compile, never correctness. The rules above only decide how much is shared; none
+of them is needed for correctness.
 
 >>> import tracegrad as tg
 >>> sizes = symbolic_sizes(tg.trace(lambda x, w: (x @ w).relu().sum(0), tg.ones(64, 8), tg.ones(8, 4)))
@@ -87,14 +92,17 @@ class _Dim(int):
 
 class SymbolicSizes:
     """The result of `symbolic_sizes`: `shape(v)` gives a value's shape with `Size`s where a symbol is printed;
-    `symbols` maps each symbol to what it is (``{'n0': 'x dim 0'}``); `size_consts` holds the 0-d constants the
-    kernels read as arrays (their values may follow the batch size)."""
+    `symbols` maps each symbol to what it is (``{'n0': 'x dim 0', 'n1': 'n0 * 5'}``), `products` the factors of
+    each product symbol (``{'n1': ['n0', 5]}``); `size_consts` holds the 0-d constants the kernels read as arrays
+    (their values may follow the batch size)."""
 
-    def __init__(self, graph, root, named: dict, size_consts: set):
+    def __init__(self, graph, root, named: dict, size_consts: set, products: dict):
         self.graph = graph
+        self.products = products  # symbol -> its factors (other symbols' names and ints), for product symbols
         self._root = root
         self._named = named  # class root -> Size
         self.symbols = {s.name: what for s, what in named.values()} if named else {}
+        self.values = {s.name: int(s) for s, _ in named.values()}  # each symbol's size in this graph
         self._sizes = {r: s for r, (s, _) in named.items()}
         self.size_consts = size_consts
         self._cache: dict = {}
@@ -132,6 +140,8 @@ def symbolic_sizes(graph) -> SymbolicSizes:
         if ra != rb:
             parent[rb] = ra
 
+    products = []  # (output slot, input slots it is the product of), from reshapes that merge dimensions
+    splits = []  # (input slot, output slots it is split into), from reshapes that split a dimension
     for node in graph.nodes:
         out = node.out
         nd = len(out.shape)
@@ -143,14 +153,14 @@ def symbolic_sizes(graph) -> SymbolicSizes:
                     if n != 1 and lead + j >= 0 and out.shape[lead + j] == n:
                         join((out, lead + j), (v, j))
         elif name == "reshape":
-            (x,) = node.inputs[:1]
-            for pairs in (zip(range(len(x.shape)), range(nd)),
-                          zip(range(len(x.shape) - 1, -1, -1), range(nd - 1, -1, -1))):
-                for i, o in pairs:
-                    if x.shape[i] != out.shape[o]:
-                        break
-                    if x.shape[i] != 1:
-                        join((out, o), (x, i))
+            x = node.inputs[0]
+            for gi, go in _reshape_groups(x.shape, out.shape):
+                if len(gi) == 1 and len(go) == 1:
+                    join((out, go[0]), (x, gi[0]))
+                elif len(go) == 1:  # dimensions merged into one: a product
+                    products.append(((out, go[0]), [(x, i) for i in gi]))
+                elif len(gi) == 1:  # one dimension split into several: a product's factors, maybe
+                    splits.append(((x, gi[0]), [(out, o) for o in go]))
         elif name == "matmul":
             a, b = node.inputs
             if len(a.shape) >= 2 and len(b.shape) >= 2:
@@ -180,12 +190,60 @@ def symbolic_sizes(graph) -> SymbolicSizes:
             named[r] = (s, f"{what}, {v.name} dim 0")
         else:
             named[r] = (Size(v.shape[0], f"n{len(named)}"), f"{v.name} dim 0")
+    # then the products of a symbol and other sizes (``(B, 10) -> (B*10,)``), in the order of the graph, and the
+    # splits of a product back into its factors (``(B*10, C) -> (B, 10, C)``: B joins the factor's class)
+    factors: dict = {}
+    changed = True
+    while changed:
+        changed = False
+        for slot, parts in products:
+            r = find(slot)
+            if r not in named and any(find(p) in named for p in parts):
+                factors_ = [named[find(p)][0].name if find(p) in named else size(p) for p in parts]
+                named[r] = (Size(size(slot), f"n{len(named)}"), " * ".join(map(str, factors_)))
+                factors[named[r][0].name] = (factors_, [find(p) for p in parts])
+        for slot, parts in splits:
+            r = find(slot)
+            if r not in named or named[r][0].name not in factors:
+                continue
+            factors_, roots = factors[named[r][0].name]
+            if [size(p) for p in parts] != [size(p) for p in (roots)]:
+                continue
+            for p, fr in zip(parts, roots):
+                if fr in named and find(p) not in named:
+                    join(fr, p)  # the named class stays the root
+                    changed = True
+    factors = {name: f for name, (f, _) in factors.items()}
 
     # 0-d float constants that multiply or divide (a mean's count may be one): read as arrays
     scaling = {v for n in graph.nodes if n.op.name in ("mul", "div") for v in n.inputs}
     size_consts = {v for v, array in graph.consts.items() if array.ndim == 0 and array.dtype.kind == "f" and
                    v in scaling} if named else set()
-    return SymbolicSizes(graph, find, named, size_consts)
+    return SymbolicSizes(graph, find, named, size_consts, factors)
+
+
+def _reshape_groups(ins, outs) -> list:
+    """How a reshape regroups dimensions: (input axes, output axes) pairs of equal products, in order, size-1
+    dimensions left out (``(B, 4, 4, 4) -> (B, 64)``: ``[([0], [0]), ([1, 2, 3], [1])]``)."""
+    if 0 in ins or 0 in outs:
+        return []
+    a = [k for k, n in enumerate(ins) if n != 1]
+    b = [k for k, n in enumerate(outs) if n != 1]
+    groups, i, o = [], 0, 0
+    while i < len(a) and o < len(b):
+        gi, go, pi, po = [a[i]], [b[o]], ins[a[i]], outs[b[o]]
+        i, o = i + 1, o + 1
+        while pi != po:
+            if pi < po and i < len(a):
+                gi.append(a[i])
+                pi, i = pi * ins[a[i]], i + 1
+            elif po < pi and o < len(b):
+                go.append(b[o])
+                po, o = po * outs[b[o]], o + 1
+            else:
+                return groups
+        groups.append((gi, go))
+    return groups
 
 
 def _index_pairs(node) -> list:
