@@ -41,11 +41,12 @@ RTOL, ATOL = 1e-5, 1e-6  # float32 round-off over a few training steps (as test_
 
 @pytest.fixture(scope="module", autouse=True)
 def _cache_dir(tmp_path_factory):
-    if os.environ.get("TRACEGRAD_CACHE_DIR"):
-        yield
-        return
+    """A cache directory of this module's own (unless the caller chose one); native code built in this process
+    at the first replay (no background compile: these tests look at what this process loads and compiles)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRACEGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("tracegrad-cache")))
+        mp.setenv("TRACEGRAD_TIERED", "0")
+        if not os.environ.get("TRACEGRAD_CACHE_DIR"):
+            mp.setenv("TRACEGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("tracegrad-cache")))
         yield
 
 
