@@ -1,4 +1,5 @@
-"""`python -m tracegrad demo | bench | walkthrough`: the main job, the benchmark table, the autograd tutorial."""
+"""`python -m tracegrad demo | bench | walkthrough | cache`: the main job, the benchmark table, the autograd
+tutorial, the kernel cache."""
 import argparse
 import sys
 
@@ -17,6 +18,8 @@ def main(argv=None) -> int:
     bench.add_argument("--suite", choices=SUITES, action="append", help="run only this suite (repeatable)")
     bench.add_argument("--plot", metavar="FILE", help="save the compiled-step figures as a PNG")
     sub.add_parser("walkthrough", help="the classic autograd tutorial, printed step by step")
+    cache = sub.add_parser("cache", help="where the compiled-kernel cache is and how big; --clear empties it")
+    cache.add_argument("--clear", action="store_true", help="delete every cached kernel")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -24,6 +27,11 @@ def main(argv=None) -> int:
     elif args.command == "bench":
         from .bench import main as bench_main
         bench_main(args.suite or SUITES, quick=args.quick, plot=args.plot)
+    elif args.command == "cache":
+        from .runtime.native import cache_report, clear_cache
+        if args.clear:
+            print(f"removed {clear_cache()} files")
+        print(cache_report())
     elif args.command == "walkthrough":
         from .demo import walkthrough
         walkthrough()

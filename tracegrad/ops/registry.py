@@ -96,8 +96,16 @@ class Op:
     def __repr__(self):
         return f"<op {self.name}>"
 
+    def __reduce__(self):  # a pickled graph names its ops (their functions are not picklable)
+        return (op_named, (self.name,))
+
 
 REGISTRY: dict[str, Op] = {}
+
+
+def op_named(name: str) -> Op:
+    """The registered op called `name` (how a pickled graph refers to its ops)."""
+    return REGISTRY[name]
 
 
 def register(op: Op) -> Op:

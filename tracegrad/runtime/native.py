@@ -17,50 +17,139 @@ The cache directory is ``$TRACEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracegra
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import sys
 import tempfile
+import traceback
 import warnings
+from importlib.metadata import version
 
 import numpy as np
-from numba.core.errors import NumbaPerformanceWarning
 
+from .._warnings import warn_user
 from ..compiler.codegen import ModuleSource, native_graph
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
-# numba's hints about array layouts (np.dot on a transposed view) concern code we generate, not the user's
-warnings.filterwarnings("ignore", category=NumbaPerformanceWarning)
+
+
+def _quiet_numba() -> None:
+    """numba's hints about array layouts (np.dot on a transposed view) concern code we generate, not the user's.
+
+    (Here rather than at import: importing this module must not import numba, which takes half a second.)"""
+    from numba.core.errors import NumbaPerformanceWarning
+    warnings.filterwarnings("ignore", category=NumbaPerformanceWarning)
+
+
+_FALLBACK: dict = {}  # a configured directory that can't be used -> the private temporary one used instead
 
 
 def cache_dir() -> str:
-    path = os.environ.get("TRACEGRAD_CACHE_DIR")
-    if not path:
+    """The kernel cache directory: ``$TRACEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracegrad``, else
+    ``~/.cache/tracegrad``; created private to the user (mode 0700).
+
+    numba's cache files are pickles (loading one runs code), so a directory other users can write is not used;
+    neither is one this process can't write. Either way a private temporary directory takes its place, with
+    one warning. A path that names a file is an error naming the variable.
+    """
+    configured = os.environ.get("TRACEGRAD_CACHE_DIR")
+    if configured:
+        path, source = configured, "TRACEGRAD_CACHE_DIR"
+    else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        path = os.path.join(base, "tracegrad")
-    os.makedirs(path, exist_ok=True)
-    return path
+        path, source = os.path.join(base, "tracegrad"), "the default kernel cache directory"
+    if path in _FALLBACK:
+        return _FALLBACK[path]
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{source}={path!r} is a file, not a directory: set TRACEGRAD_CACHE_DIR to a "
+                                 f"directory for tracegrad's compiled kernels (it is created if missing)")
+    problem = None
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_mode & 0o022:
+            problem = f"other users can write to it (mode {st.st_mode & 0o777:o}; loading their files runs their code)"
+        elif not os.access(path, os.W_OK | os.X_OK):
+            problem = "it is not writable"
+    except OSError as e:
+        problem = f"it can't be created ({e.strerror or e})"
+    if problem is None:
+        return path
+    fallback = _FALLBACK[path] = tempfile.mkdtemp(prefix="tracegrad-kernels-")
+    warn_user(f"tracegrad: not using the kernel cache {path!r} ({source}): {problem}. Compiled kernels go to "
+              f"{fallback} for this process (they are not kept). Fix: point TRACEGRAD_CACHE_DIR at a directory only "
+              f"you can write.")
+    return fallback
 
 
+def _cache_files(path: str) -> list:
+    out = []
+    for root, _, files in os.walk(path):
+        out += [os.path.join(root, f) for f in files if f.startswith("tracegrad_kernels_")]
+    return out
+
+
+def cache_report() -> str:
+    """Where the kernel cache is and what it holds (``python -m tracegrad cache``)."""
+    path = cache_dir()
+    files = _cache_files(path)
+    size = sum(os.path.getsize(f) for f in files if os.path.exists(f))
+    modules = sum(1 for f in files if f.endswith(".py"))
+    return f"kernel cache: {path}\n{modules} generated modules, {len(files)} files, {size / 1e6:.1f} MB"
+
+
+def clear_cache() -> int:
+    """Delete the cached kernels (generated modules and numba's files); returns how many files went."""
+    files = _cache_files(cache_dir())
+    for f in files:
+        try:
+            os.remove(f)
+        except OSError:
+            pass
+    _LOADED.clear()
+    return len(files)
+
+
+def _cached_files(module) -> list:
+    """numba's cache files (index and data) of a generated module."""
+    folder = os.path.join(os.path.dirname(module.__file__), "__pycache__")
+    prefix = module.__name__ + "."
+    try:
+        return [os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(prefix)]
+    except OSError:
+        return []
+
+
+@functools.lru_cache(maxsize=1)
 def _versions() -> str:
-    import numba
-
     from .. import __version__
-    from ..compiler import vecmath
-    with open(vecmath.__file__, "rb") as f:  # generated modules call vecmath: its changes must miss the cache
+    # NOTE: found, not imported (vecmath imports numba, which costs half a second)
+    vecmath = importlib.util.find_spec("tracegrad.compiler.vecmath").origin
+    with open(vecmath, "rb") as f:  # generated modules call vecmath: its changes must miss the cache
         vm = hashlib.sha256(f.read()).hexdigest()[:12]
-    return f"tracegrad {__version__}, numba {numba.__version__}, numpy {np.__version__}, vecmath {vm}"
+    return f"tracegrad {__version__}, numba {version('numba')}, numpy {np.__version__}, vecmath {vm}"
+
+
+def module_digest(source: str) -> tuple[str, str]:
+    """The text of a generated module as written to the cache (with the versions it depends on), and its hash."""
+    text = f"# {_versions()}\n" + source
+    return text, hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def is_loaded(source: str) -> bool:
+    """Whether this process has imported (and so compiled or loaded) the module of `source` already."""
+    return module_digest(source)[1] in _LOADED
 
 
 def load_module(source: str):
     """Import generated `source` from the disk cache (writing it there first if needed)."""
-    header = f"# {_versions()}\n"
-    text = header + source
-    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    text, digest = module_digest(source)
     if digest in _LOADED:
         return _LOADED[digest]
+    _quiet_numba()
     name = f"tracegrad_kernels_{digest}"
     path = os.path.join(cache_dir(), name + ".py")
     try:
@@ -89,7 +178,7 @@ class NativeProgram(Plan):
         self.code = ModuleSource(self.graph, fastmath=fastmath)
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
-        module = load_module(self.code.module_source)
+        module = self.module = load_module(self.code.module_source)
         slot = self._plan(self.graph)
         self.steps = []
         for step in self.code.steps:
@@ -109,6 +198,37 @@ class NativeProgram(Plan):
                             for _, v in self.graph.writes]
 
     def run(self, inputs: list) -> list:
+        if not self._loaded:
+            return self._first_run(inputs)
+        return self._run(inputs)
+
+    _loaded = False
+
+    def _first_run(self, inputs: list) -> list:
+        """The first call loads the kernels from numba's disk cache (or compiles them). A cache file that is
+        corrupted, truncated or empty makes numba fail to unpickle it: delete the module's cache files and
+        compile again. (Nothing ran yet: numba loads a segment before it runs it, and a program that updates
+        state in place is a single segment.)"""
+        try:
+            env = self._run(inputs)
+        except GuardError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried once on a clean cache; raised if it fails again
+            files = _cached_files(self.module)
+            if not files or not any("caching" in f.filename for f in traceback.extract_tb(e.__traceback__)):
+                raise
+            for f in files:
+                try:
+                    os.remove(f)
+                except OSError:
+                    pass
+            warn_user(f"tracegrad: the kernel cache of {self.module.__name__} was unreadable "
+                      f"({type(e).__name__}: {e}); removed {len(files)} file(s) and compiled again")
+            env = self._run(inputs)
+        self._loaded = True
+        return env
+
+    def _run(self, inputs: list) -> list:
         env = self._start(inputs)
         for fn, ins, out, guards, node in self.steps:
             if node is None:  # a native segment: one call, several results

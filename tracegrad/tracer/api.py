@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import warnings
 from collections import Counter
 
@@ -41,6 +42,14 @@ from .scalars import ItemNumber
 from .variant import Variant
 
 BACKENDS = ("interpret", "eager", "numba")
+
+
+def default_backend() -> str:
+    """``$TRACEGRAD_BACKEND`` if set (``interpret`` to debug or teach), else ``numba``."""
+    backend = os.environ.get("TRACEGRAD_BACKEND") or "numba"
+    if backend not in BACKENDS:
+        raise ValueError(f"TRACEGRAD_BACKEND={backend!r}: choose one of {', '.join(BACKENDS)}")
+    return backend
 
 
 def _describe(leaf):
@@ -103,9 +112,11 @@ class CompiledFunction:
     cached graphs; `retraces` holds the reason of every trace.
     """
 
-    def __init__(self, fn, backend: str = "interpret", strict: bool = False, max_variants: int = 8,
+    def __init__(self, fn, backend: str | None = None, strict: bool = False, max_variants: int = 8,
                  passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False,
-                 fastmath: bool = False):
+                 fastmath: bool = False, tiered: bool | None = None):
+        backend = default_backend() if backend is None else backend
+        tiered = os.environ.get("TRACEGRAD_TIERED", "1") != "0" if tiered is None else tiered
         if backend not in BACKENDS:
             raise ValueError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         functools.update_wrapper(self, fn, updated=())
@@ -117,6 +128,7 @@ class CompiledFunction:
         self.print_passes = print_passes
         self.check = check
         self.fastmath = fastmath
+        self.tiered = tiered
         self.retraces: list[str] = []
         self._cache: dict = {}
         self._keys: list = []
@@ -227,7 +239,7 @@ class CompiledFunction:
             raise TypeError(f"{self._name}(): {bad} (tracing failed with {type(e).__name__}: {e})") from e
         escaped = tracer.escaped([x for x in out_leaves if isinstance(x, Tensor)])
         variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, self.print_passes, self.backend,
-                                self.check, self.fastmath)
+                                self.check, self.fastmath, self.tiered)
         outputs = variant.outputs_from_trace(tracer, out_leaves)
         self.retraces.append(reason)  # only a trace that succeeded counts
         if key not in self._keys:
@@ -269,6 +281,16 @@ class CompiledFunction:
             if x is None and "'NoneType'" in str(error):
                 return f"argument {path} is None, and the function uses it as a Tensor"
         return None
+
+    def wait_native(self) -> None:
+        """Block until every variant compiled so far runs native code (numba backend; a no-op otherwise).
+
+        With tiering (the default), a new variant runs in the interpreter while its kernels compile in the
+        background; benchmarks and bit-reproducible runs call this (or compile with ``tiered=False``) first.
+        """
+        for variants in self._cache.values():
+            for variant in variants:
+                variant.wait_native()
 
     # ------------------------------------------------------------------ inspection
     def graphs(self) -> list[Graph]:
@@ -433,18 +455,25 @@ class Explanation:
 
 
 # ---------------------------------------------------------------------------------------- public functions
-def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_variants: int = 8,  # noqa: A001
-            passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False, fastmath: bool = False):
+def compile(fn=None, *, backend: str | None = None, strict: bool = False, max_variants: int = 8,  # noqa: A001
+            passes=DEFAULT_PASSES, print_passes: bool | None = None, check: bool = False, fastmath: bool = False,
+            tiered: bool | None = None):
     """Trace `fn` (a function, a training step, or a Module) into a graph on first call and run the graph.
 
-    Use as ``@tracegrad.compile`` or ``tracegrad.compile(fn, backend="interpret")``. Each new signature
-    (shapes, dtypes, requires_grad, static arguments, grad mode) or failed guard traces again; past
-    `max_variants` variants it warns and runs eagerly (with `strict=True` it raises, and
-    data-dependent Python control flow raises at once). Results, parameters, optimizer state and
-    `.grad`s equal what eager mode gives. With `check=True` (numba backend) each call also runs the graph in
-    the interpreter and warns about the first node whose value differs beyond tolerance; `fastmath=True`
-    (numba backend) lets LLVM reassociate and contract floating-point arithmetic (results change in the
-    last bits; off by default).
+    Use as ``@tracegrad.compile`` or ``tracegrad.compile(fn, backend=...)``. The default backend is
+    ``"numba"`` (fused native kernels; ``$TRACEGRAD_BACKEND`` changes the default), ``"interpret"`` replays the
+    graph with numpy, bit-equal to eager (for teaching and debugging). With `tiered` (the default) nobody waits
+    for numba: a new variant runs in the interpreter while its kernels compile in a background process, and
+    switches to native code at a call boundary once they are ready (`wait_native()` blocks until then;
+    ``$TRACEGRAD_TIERED=0`` changes the default).
+
+    Each new signature (shapes, dtypes, requires_grad, static arguments, grad mode) or failed guard traces
+    again; past `max_variants` variants new signatures run eagerly (with `strict=True` it raises, and
+    data-dependent Python control flow raises at once). Results, parameters, optimizer state and `.grad`s
+    equal what eager mode gives (bit for bit in the interpreter, within float32 round-off in native code). With
+    `check=True` (numba backend) each call also runs the graph in the interpreter and warns about the first
+    node whose value differs beyond tolerance; `fastmath=True` (numba backend) lets LLVM reassociate and
+    contract floating-point arithmetic (results change in the last bits; off by default).
 
     >>> import tracegrad as tg
     >>> f = tg.compile(lambda x: (x.exp() * 2).sum())
@@ -453,8 +482,8 @@ def compile(fn=None, *, backend: str = "interpret", strict: bool = False, max_va
     """
     if fn is None:
         return lambda f: compile(f, backend=backend, strict=strict, max_variants=max_variants, passes=passes,
-                                 print_passes=print_passes, check=check, fastmath=fastmath)
-    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes, check, fastmath)
+                                 print_passes=print_passes, check=check, fastmath=fastmath, tiered=tiered)
+    return CompiledFunction(fn, backend, strict, max_variants, passes, print_passes, check, fastmath, tiered)
 
 
 def trace(fn, *args, **kwargs) -> Graph:

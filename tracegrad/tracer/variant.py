@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .._tensor import Tensor
+from .._warnings import warn_user
 from ..autograd.grad_mode import STATE as _GRAD
 from ..compiler.passes import run_pipeline
 from ..ir.printer import format_node
@@ -38,25 +39,28 @@ class Variant:
 
     @classmethod
     def build(cls, tracer, out_tree, out_leaves, region, passes, print_passes, backend="interpret",
-              check=False, fastmath=False) -> Variant:
+              check=False, fastmath=False, tiered=False) -> Variant:
         self = cls()
         graph = tracer.graph
         if region is not None:
             graph = region.split(graph)
         self.traced = tracer.graph
         self.graph = run_pipeline(graph, passes, print_each=print_passes)
-        make = Program
-        if backend == "numba":
-            from ..runtime.native import NativeProgram
-            make = functools.partial(NativeProgram, fastmath=fastmath)
         # NOTE: built at the first replay, not here: a trace that is not cached (it created new state), and
-        # explain(), never generate or compile code
-        self._make = make
+        # explain(), never generate or compile code (nor import numba)
+        self.backend, self.fastmath = backend, fastmath
+        self.tiered = tiered and backend == "numba" and not check
         self._program = None
+        self.job = None          # the background compile of a tiered variant, until it ends
+        self.tier = None         # "interpreter" or "native": what runs the calls now
+        self.native_after = None  # calls run before native code took over (tiered)
+        self.calls = 0
         self.reference = Program(self.graph, keep_all=True) if check and backend == "numba" else None
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
-            region.make_program = functools.partial(make, region.backward)
+            # the backward of a region differentiated from outside: native only when not tiered (rarely hot)
+            region.make_program = functools.partial(self._native if backend == "numba" and not self.tiered
+                                                    else Program, region.backward)
         self.region = region
         g = self.graph
         self.state_tensors = [tracer.owner[v] for v in g.state]
@@ -123,11 +127,50 @@ class Variant:
         kind, i = src[0], src[1]
         return tracer.arg_tensors[i] if kind == "arg" else self.state_tensors[i]
 
+    def _native(self, graph):
+        from ..runtime.native import NativeProgram
+        return NativeProgram(graph, fastmath=self.fastmath)
+
     @property
     def program(self):
+        """What runs this variant's calls now (built at the first replay)."""
         if self._program is None:
-            self._program = self._make(self.graph)
+            if self.backend == "numba" and not self.tiered:
+                self._program, self.tier = self._native(self.graph), "native"
+            else:
+                self._program, self.tier = Program(self.graph), "interpreter"
         return self._program
+
+    def _program_for(self, inputs):
+        """The program for this call: at the first replay of a tiered variant, the interpreter (and a background
+        compile of the native program); at a later call after that compile ended, the native program."""
+        if self._program is None and self.tiered:
+            from ..runtime import tiered
+            native, self.job = tiered.native_or_job(self.graph, self.fastmath, inputs)
+            if native is not None:  # the same module is loaded already (another batch size, another function)
+                self._program, self.tier, self.native_after = native, "native", self.calls
+        elif self.job is not None and self.job.done():
+            self._switch()
+        return self.program
+
+    def _switch(self) -> None:
+        """The background compile ended: load its native program (or keep the interpreter, saying why once)."""
+        job, self.job = self.job, None
+        if job.error is None:
+            try:
+                self._program, self.tier, self.native_after = self._native(self.graph), "native", self.calls
+                return
+            except Exception as e:  # noqa: BLE001 - the interpreter still runs this variant correctly
+                job.error = f"{type(e).__name__}: {e}"
+        warn_user(f"compile: the native code of a variant could not be built ({job.error}); it keeps running in the "
+                  f"interpreter")
+
+    def wait_native(self) -> None:
+        """Block until this variant's background compile (if any) has ended, and switch to native code."""
+        if self.job is not None:
+            from ..runtime import tiered
+            tiered.wait(self.job)
+            self._switch()
 
     # ------------------------------------------------------------------ guards on captured state
     def check_state(self, args):
@@ -190,17 +233,19 @@ class Variant:
             array[()] = read()
         inputs = [t._data for t in args]
         inputs += [t._data for t in self.state_tensors]
+        p = self._program if self.job is None and self._program is not None else self._program_for(inputs)
         if self.reference is not None:  # first: the native code may update the state's buffers in place
             ref = self.reference.run(inputs)
-        env = self.program.run(inputs)
+        env = p.run(inputs)
+        self.calls += 1
         if self.reference is not None:
-            _check(self.graph, self.reference, ref, self.program, env)
-        self._write_back(args, env)
-        return self._outputs(args, [env[s] for s in self.program.output_slots])
+            _check(self.graph, self.reference, ref, p, env)
+        self._write_back(args, env, p)
+        return self._outputs(args, [env[s] for s in p.output_slots])
 
-    def _write_back(self, args, env):
+    def _write_back(self, args, env, p):
         """Write the new state into the captured tensors' own buffers, and set the `.grad`s."""
-        p, state = self.program, self.state_tensors
+        state = self.state_tensors
         # NOTE: every new value is read before any buffer is written: a new value may be a view of an input
         news = [None if s is None else env[s] for s in p.write_slots]  # None: updated in place by native code
         news = [n.copy() if copy and n is not None else n for n, copy in zip(news, self.write_copies)]

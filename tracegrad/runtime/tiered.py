@@ -1,0 +1,155 @@
+"""Tiered execution: a new variant runs in the interpreter at once while its native code is compiled elsewhere.
+
+Compiling a step's kernels with numba takes seconds; nobody should wait for it. When a variant of the numba
+backend first runs, `submit` hands its graph and a copy of that call's inputs to a *background process*
+(``python -m tracegrad.runtime.tiered JOB``) which builds the same `NativeProgram`, runs it once on the copies
+(so numba compiles every segment for exactly the argument types the real calls will pass) and leaves the
+machine code in the kernel cache on disk. It uses the other core and never holds this process's GIL.
+Meanwhile the variant runs in the interpreter (bit-equal to eager). At a call boundary after the job
+finished, the variant loads the native program from the cache (a fraction of a second) and runs native from
+then on; if the job failed, it stays in the interpreter and says why once.
+
+One job runs at a time (the machine has few cores; the jobs queue); a job for a module that is already being
+compiled or is loaded in this process is not repeated. `wait` blocks until a job is done (benchmarks and
+bit-reproducible runs use `compile(..., tiered=False)` or `compiled.wait_native()`).
+
+>>> import tracegrad as tg
+>>> f = tg.compile(lambda x: (x * 2.0).exp().sum(), backend="numba", tiered=True)
+>>> [round(f(tg.ones(3)).item(), 3) for _ in range(3)]   # the interpreter, while numba compiles elsewhere
+[22.167, 22.167, 22.167]
+>>> f.wait_native()                                        # blocks until native code is there, then switches
+>>> round(f(tg.ones(3)).item(), 3), f.last_variant.tier
+(22.167, 'native')
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+
+_QUEUE: list = []       # jobs not started yet, oldest first
+_RUNNING: list = []     # the job whose process runs (at most one)
+_BY_KEY: dict = {}      # module digest -> its job (so one module is compiled once)
+
+
+class NativeJob:
+    """One background compile: the graph, a copy of one call's inputs, and the process that compiles them."""
+
+    def __init__(self, graph, fastmath: bool, inputs: list, key: str, cache: str):
+        self.key, self.cache = key, cache
+        self.dir = tempfile.mkdtemp(prefix="job-", dir=cache)
+        with open(os.path.join(self.dir, "graph.pkl"), "wb") as f:
+            pickle.dump((graph, fastmath), f, protocol=pickle.HIGHEST_PROTOCOL)
+        # NOTE: np.save keeps C or Fortran order, so numba compiles for the layouts the real calls pass
+        for i, a in enumerate(inputs):
+            np.save(os.path.join(self.dir, f"in{i}.npy"), np.asarray(a), allow_pickle=False)
+        self.n_inputs = len(inputs)
+        self.process = None
+        self.error = None
+        self.started = self.finished = None
+
+    def start(self) -> None:
+        env = dict(os.environ, TRACEGRAD_CACHE_DIR=self.cache, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+        self.log = open(os.path.join(self.dir, "log.txt"), "wb")  # noqa: SIM115 - closed when the job ends
+        self.process = subprocess.Popen([sys.executable, "-m", "tracegrad.runtime.tiered", self.dir], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        self.started = time.perf_counter()
+
+    def done(self) -> bool:
+        """Whether the job has ended (starting queued jobs as the process frees up)."""
+        poll()
+        return self.finished is not None
+
+    def _end(self, returncode: int) -> None:
+        self.finished = time.perf_counter()
+        self.log.close()
+        if returncode != 0:
+            try:
+                with open(os.path.join(self.dir, "log.txt"), encoding="utf-8", errors="replace") as f:
+                    lines = f.read().strip().splitlines()
+            except OSError:
+                lines = []
+            self.error = (lines[-1] if lines else f"exit code {returncode}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def poll() -> None:
+    """Reap the running job if it ended and start the next one."""
+    if _RUNNING:
+        job = _RUNNING[0]
+        rc = job.process.poll()
+        if rc is None:
+            return
+        _RUNNING.clear()
+        job._end(rc)
+    if _QUEUE:
+        job = _QUEUE.pop(0)
+        _RUNNING.append(job)
+        job.start()
+
+
+def submit(graph, fastmath: bool, inputs: list, key: str, cache: str) -> NativeJob:
+    """A background compile of `graph` (one per module `key`), queued behind the running one."""
+    job = _BY_KEY.get(key)
+    if job is not None and job.error is None:
+        return job
+    job = _BY_KEY[key] = NativeJob(graph, fastmath, inputs, key, cache)
+    _QUEUE.append(job)
+    poll()
+    return job
+
+
+def native_or_job(graph, fastmath: bool, inputs: list):
+    """``(program, None)`` if this process has the graph's native module loaded already (the same kernels for
+    another batch size, or another function), else ``(None, job)``: a background compile of it."""
+    from ..compiler.codegen import ModuleSource, native_graph
+    from . import native
+    source = ModuleSource(native_graph(graph), fastmath=fastmath).module_source
+    if native.is_loaded(source):
+        return native.NativeProgram(graph, fastmath=fastmath), None
+    return None, submit(graph, fastmath, inputs, native.module_digest(source)[1], native.cache_dir())
+
+
+def wait(job: NativeJob) -> None:
+    """Block until `job` has ended (running the queue ahead of it)."""
+    while not job.done():
+        running = _RUNNING[0] if _RUNNING else None
+        if running is not None:
+            running.process.wait()
+        else:
+            time.sleep(0.001)
+
+
+def _compile_job(path: str) -> None:
+    """The background process: build the native program and run it once on the saved inputs."""
+    with open(os.path.join(path, "graph.pkl"), "rb") as f:
+        graph, fastmath = pickle.load(f)
+    inputs = []
+    i = 0
+    while os.path.exists(os.path.join(path, f"in{i}.npy")):
+        inputs.append(np.load(os.path.join(path, f"in{i}.npy"), allow_pickle=False))
+        i += 1
+    from .interpreter import GuardError
+    from .native import NativeProgram
+    program = NativeProgram(graph, fastmath=fastmath)
+    try:
+        program.run(inputs)
+    except GuardError:
+        pass  # the kernels before the guard compiled; the main process checks guards on its own values
+
+
+if __name__ == "__main__":
+    try:
+        _compile_job(sys.argv[1])
+    except BaseException:  # noqa: BLE001 - reported to the main process through the log's last line
+        traceback.print_exc()
+        print(f"native compile failed: {traceback.format_exc().strip().splitlines()[-1]}")
+        sys.exit(1)
