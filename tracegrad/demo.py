@@ -77,7 +77,9 @@ def train(mode: str, data, epochs: int, batch: int = 64, lr: float = 0.05, seed:
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     step = training_step(model, opt)
     if MODES[mode] is not None:
-        step = torch.compile(step, backend=MODES[mode])
+        # NOTE: tiered=False: the numba row times native code from its first replay on (the README's loop
+        # benchmark, `python -m tracegrad.bench.loop`, shows the default, tiered compile)
+        step = torch.compile(step, backend=MODES[mode], tiered=False)
     torch.manual_seed(seed)  # the same shuffling in every mode
     # NOTE: drop_last keeps every batch the same shape, so a compiled step traces once, not once more at the end
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train, y_train), batch_size=batch,

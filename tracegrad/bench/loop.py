@@ -19,7 +19,7 @@ import numpy as np
 
 from .timing import in_worker, send, worker_args
 
-MODES = ("eager", "interpret", "numba", "torch")
+MODES = ("eager", "interpret", "default", "torch")  # default: compile(fn), numba kernels, tiered
 
 
 def _digits():
@@ -66,9 +66,10 @@ def run(model_kind: str, mode: str, epochs: int) -> dict:
 
     def predict(xb):
         return model(xb).argmax(1)
-    if mode in ("interpret", "numba"):
-        train_step = tg.compile(train_step, backend=mode)
-        predict = tg.compile(predict, backend=mode)
+    if mode == "interpret":
+        train_step, predict = tg.compile(train_step, backend=mode), tg.compile(predict, backend=mode)
+    elif mode == "default":
+        train_step, predict = tg.compile(train_step), tg.compile(predict)
     xte_t, yte_t = tg.tensor(xte).reshape(shape), tg.tensor(yte)
     times, per_epoch = [], []
     start = time.perf_counter()
@@ -88,10 +89,14 @@ def run(model_kind: str, mode: str, epochs: int) -> dict:
     steady = [t for epoch in times[1:] for t in epoch] or times[0]
     out = {"accuracy": accuracy, "step_us": statistics.median(steady) * 1e6, "total_s": per_epoch[-1],
            "first_epoch_s": per_epoch[0], "steps_per_epoch": len(times[0])}
-    if mode in ("interpret", "numba"):
+    if mode in ("interpret", "default"):
         out.update(traces=len(train_step.retraces) + len(predict.retraces),
                    eager_calls=getattr(train_step, "eager_calls", "?"),
                    reasons=train_step.retraces + predict.retraces)
+        variants = [v for vs in getattr(train_step, "_cache", {}).values() for v in vs]
+        out["tiers"] = [f"{tuple(v.graph.args[0].shape)}: {v.tier} after {v.native_after} calls"
+                        if getattr(v, "native_after", None) is not None else
+                        f"{tuple(v.graph.args[0].shape)}: {getattr(v, 'tier', None)}" for v in variants]
     return out
 
 
@@ -119,6 +124,7 @@ def main(argv=None) -> None:
                   flush=True)
             if os.environ.get("TRACEGRAD_BENCH_VERBOSE") and "reasons" in r:
                 print("    retraces:", "; ".join(r["reasons"]))
+                print("    training-step variants:", "; ".join(r["tiers"]))
 
 
 if __name__ == "__main__":
