@@ -100,7 +100,7 @@ class SymbolicSizes:
         self.graph = graph
         self.products = products  # symbol -> its factors (other symbols' names and ints), for product symbols
         self._root = root
-        self._named = named  # class root -> Size
+        self._named = named  # class root -> (Size, what it is)
         self.symbols = {s.name: what for s, what in named.values()} if named else {}
         self.values = {s.name: int(s) for s, _ in named.values()}  # each symbol's size in this graph
         self._sizes = {r: s for r, (s, _) in named.items()}
@@ -207,7 +207,7 @@ def symbolic_sizes(graph) -> SymbolicSizes:
             if r not in named or named[r][0].name not in factors:
                 continue
             factors_, roots = factors[named[r][0].name]
-            if [size(p) for p in parts] != [size(p) for p in (roots)]:
+            if [size(p) for p in parts] != [size(p) for p in roots]:
                 continue
             for p, fr in zip(parts, roots):
                 if fr in named and find(p) not in named:
