@@ -287,3 +287,24 @@ def test_a_tutorial_training_loop_compiles_once_per_kind_of_call_and_equals_eage
     assert step.retraces[2] == "input xb: shape (32, 5) -> (22, 5); input yb: shape (32,) -> (22,)", step.retraces
     assert predict.retraces == ["first call"]
     assert step.eager_calls == 0 and not math.isnan(losses[-1])
+
+
+def test_a_scheduler_under_numba_changes_the_native_steps_lr_without_recompiling():
+    (m1, o1), (m2, o2) = _twins(lambda p: tg.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3))
+    s1, s2 = SCHEDULERS["CosineAnnealingLR"](o1), SCHEDULERS["CosineAnnealingLR"](o2)
+    eager, compiled = _step(m1, o1), tg.compile(_step(m2, o2), backend="numba")
+    x, y = _data()
+    for i in range(60):
+        a, b = eager(x, y), compiled(x, y)
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-6), i
+        s1.step()
+        s2.step()
+    assert len(compiled.retraces) == 2
+    (variant,) = [v for vs in compiled._cache.values() for v in vs]
+    assert variant.tier == "native" and variant.feeds  # the learning rate is an input of the native program
+    report = compiled.explain(x, y)
+    assert report.dynamic_sizes == {"n0": "x dim 0", "n1": "y dim 0"}
+    assert "=== sizes the kernels read at run time (a call with new values traces once and reuses the compiled " \
+        "kernels): n0 = x dim 0, n1 = y dim 0" in str(report)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -309,7 +309,7 @@ class CompiledFunction:
             variant = Variant.build(tracer, out_tree, out_leaves, region, self.passes, False, self.backend)
         finally:
             tracer.undo()
-        return Explanation(tracer.graph, variant, list(self.retraces), self.fastmath)
+        return Explanation(tracer.graph, variant, list(self.retraces), self.fastmath, self.backend)
 
 
 def _guard_text(guard) -> str:
@@ -404,9 +404,11 @@ def _derive_region(tracer, out_tensors):
 class Explanation:
     """The report of `CompiledFunction.explain` (print it); its parts are attributes."""
 
-    def __init__(self, traced: Graph, variant: Variant, retraces: list, fastmath: bool = False):
+    def __init__(self, traced: Graph, variant: Variant, retraces: list, fastmath: bool = False,
+                 backend: str = "interpret"):
         self.traced = traced
         self._fastmath = fastmath
+        self.backend = backend
         self.graph = variant.graph
         self.backward = variant.region.backward if variant.region is not None else None
         self.guards = list(variant.graph.guards)
@@ -422,9 +424,19 @@ class Explanation:
         return native_graph(self.graph)
 
     @functools.cached_property
+    def _module(self) -> ModuleSource:
+        return ModuleSource(self.fused, fastmath=self._fastmath)
+
+    @functools.cached_property
     def kernel_source(self) -> str:
         """The Python source ``backend="numba"`` generates for this graph (numba compiles it at the first call)."""
-        return ModuleSource(self.fused, fastmath=self._fastmath).source
+        return self._module.source
+
+    @property
+    def dynamic_sizes(self) -> dict:
+        """The sizes the numba kernels read at run time (``{'n0': 'x dim 0, y dim 0'}``): a call that differs
+        only in them traces once more and reuses the compiled kernels."""
+        return dict(self._module.symbols)
 
     def __str__(self):
         g = self.graph
@@ -435,6 +447,10 @@ class Explanation:
         elif any(n.phase == "backward" for n in g.nodes):
             lines.append("=== backward: derived inside the graph (the function calls backward)")
         lines.append(f"=== node counts by kind: {self.counts}")
+        if self.backend == "numba":
+            sizes = ", ".join(f"{k} = {v}" for k, v in self.dynamic_sizes.items()) or "none"
+            lines.append(f"=== sizes the kernels read at run time (a call with new values traces once and reuses the "
+                         f"compiled kernels): {sizes}")
         lines.append(f"=== guards ({len(self.guards)} on values, {len(self.state_guards)} on state)")
         lines += [f"  {x.what + '()' if x.what.isidentifier() else x.what} == {_short(x.expected)} at {x.loc}"
                   for x in self.guards]
