@@ -86,9 +86,11 @@ def cache_dir() -> str:
 
 
 def _cache_files(path: str) -> list:
+    """The generated modules, numba's files for them, and what background compiles left (`runtime/tiered.py`)."""
     out = []
     for root, _, files in os.walk(path):
-        out += [os.path.join(root, f) for f in files if f.startswith("tracegrad_kernels_")]
+        job = os.path.basename(root).startswith("job-")
+        out += [os.path.join(root, f) for f in files if job or f.startswith("tracegrad_kernels_")]
     return out
 
 

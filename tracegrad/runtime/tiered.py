@@ -23,12 +23,14 @@ bit-reproducible runs use `compile(..., tiered=False)` or `compiled.wait_native(
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -104,7 +106,19 @@ def submit(graph, fastmath: bool, inputs: list, key: str, cache: str) -> NativeJ
     job = _BY_KEY[key] = NativeJob(graph, fastmath, inputs, key, cache)
     _QUEUE.append(job)
     poll()
+    _import_numba_soon()
     return job
+
+
+def _import_numba_soon() -> None:
+    """Import numba in a thread while the job compiles, so the switch to native code doesn't stall on it
+    (about half a second of imports, spread over the interpreted calls that run meanwhile)."""
+    if "numba" not in sys.modules and not _IMPORTING:
+        _IMPORTING.append(threading.Thread(target=importlib.import_module, args=("numba",), daemon=True))
+        _IMPORTING[0].start()
+
+
+_IMPORTING: list = []
 
 
 def native_or_job(graph, fastmath: bool, inputs: list):
@@ -136,7 +150,9 @@ def _compile_job(path: str) -> None:
     i = 0
     while os.path.exists(os.path.join(path, f"in{i}.npy")):
         inputs.append(np.load(os.path.join(path, f"in{i}.npy"), allow_pickle=False))
+        os.remove(os.path.join(path, f"in{i}.npy"))  # read: gone from disk even if the main process has ended
         i += 1
+    os.remove(os.path.join(path, "graph.pkl"))
     from .interpreter import GuardError
     from .native import NativeProgram
     program = NativeProgram(graph, fastmath=fastmath)
