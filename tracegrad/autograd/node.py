@@ -185,6 +185,8 @@ class Node(_GraphNode):
 def sum_to(g, shape):
     """Sum a broadcast gradient back to `shape` (the one place broadcasting is undone)."""
     lead = g.ndim - len(shape)
+    if lead < 0:  # a value with extra leading 1s was broadcast to fewer dims (`x[i] = v`, as numpy allows)
+        return sum_to(g, shape[-lead:]).reshape(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     if axes:
         g = g.sum(axes, keepdim=True)
