@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench notebooks figures lint clean
+.PHONY: demo test bench notebooks figures lint clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ notebooks: $(VENV)/.test
 
 figures: $(VENV)/.demo
 	$(BIN)/python docs/figures.py
+
+# the differential fuzzer's long profile (issue 12): 10,000 programs eager vs interpreter, 1,000 vs numba
+fuzz: $(VENV)/.test
+	$(BIN)/python -m tracegrad.fuzz --profile long
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
