@@ -166,3 +166,20 @@ def test_sweep_order_on_random_graphs():
             if v >= n:  # a sink runs right after the last node that feeds it (or after other sinks)
                 last = max(ran.index(u) for u in ran if v in edges[u])
                 assert all(w >= n for w in ran[last + 1:k])
+
+
+def test_autograd_grad_of_a_hooked_tensor_is_captured_after_its_hook():
+    # eager's engine runs a tensor's hooks and then captures its gradient; the autodiff pass captured first
+    def f(x):
+        y = x * 2.0
+        y.register_hook(lambda g: g * 3.0)
+        (gy,) = tg.autograd.grad((y * y).sum(), [y])
+        return gy
+
+    def inputs():
+        return tg.tensor([1.0, 2.0], requires_grad=True)
+
+    assert np.array_equal(f(inputs()).numpy(), [12.0, 24.0])
+    step = tg.compile(f, backend="interpret")
+    for _ in range(3):
+        assert np.array_equal(step(inputs()).numpy(), [12.0, 24.0])
