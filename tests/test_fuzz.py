@@ -53,6 +53,7 @@ def test_quick_profile_finds_no_mismatch():
     summary = report.summary(load_rows())
     assert not report.mismatches, "\n".join(lines) + "\n" + summary
     assert report.programs == counts
+    assert report.native == report.batches  # every numba batch ran native code (no fallback to the interpreter)
     assert report.gradcheck > 50
     assert len(report.ops) > 50, summary               # registry ops seen in compiled graphs
     assert "op_table rows covered" in summary

@@ -529,6 +529,31 @@ def t_inplace(b: Builder) -> bool:
     return b.try_stmt(lines, out, labels)
 
 
+def t_inplace_existing(b: Builder) -> bool:
+    """A variable that earlier statements used, changed in place (maybe through a view): later statements see
+    the new value, earlier ones must not (eager refuses at backward if one of them saved it)."""
+    args = {a.name for a in b.args}
+    names = [n for n in b.names(floats=True) if n not in args and n != "p"]
+    if not names:
+        return False
+    v = names[int(b.rng.integers(len(names)))]
+    s = b.shape(v)
+    target = v if not s or b.rng.random() < 0.6 else f"{v}[{_slice_index(b, s, extras=False)}]"
+    try:
+        tshape = tuple(eval(target, b.env).shape)  # noqa: S307 - generated code
+    except Exception:  # noqa: BLE001
+        return False
+    op = str(b.rng.choice(["add_({w})", "mul_({w})", "mul_(-0.5)", "clamp_(-1.0, 1.0)", "tanh_()", "neg_()",
+                           "sub_({w}, alpha=2.0)"]))
+    w = b.fit(b.inplace_partner(tshape), b.dt(v)) if "{w}" in op else ""
+    line = f"{target}.{op.format(w=w)}"
+    labels = ["inplace:existing", "inplace:" + op.split("(")[0]]
+    if b.rng.random() < 0.2:
+        labels.append("inplace:no_grad")
+        return b.try_stmt(["with tg.no_grad():", f"    {line}"], "", labels)
+    return b.try_stmt([line], "", labels)
+
+
 def t_inplace_arg(b: Builder) -> bool:
     """An argument changed in place under no_grad before anything reads it (compile writes it back)."""
     read = {r for s in b.stmts for r in s.reads}
@@ -601,9 +626,10 @@ def t_row(b: Builder) -> bool:
 
 TEMPLATE_ERRORS: Counter = Counter()  # templates that raised while proposing (a bug of this file; reported)
 TEMPLATES = {t.__name__[2:]: t for t in [t_unary, t_binary, t_where, t_reduce, t_movement, t_matmul, t_index,
-                                         t_setitem, t_inplace, t_inplace_arg, t_branch, t_random, t_cast, t_row]}
+                                         t_setitem, t_inplace, t_inplace_existing, t_inplace_arg, t_branch, t_random,
+                                         t_cast, t_row]}
 WEIGHTS = {"unary": 3, "binary": 4, "where": 1, "reduce": 3, "movement": 4, "matmul": 2, "index": 2, "setitem": 1,
-           "inplace": 2, "inplace_arg": 0.3, "branch": 1, "random": 0.5, "cast": 1, "row": 4}
+           "inplace": 2, "inplace_existing": 1, "inplace_arg": 0.3, "branch": 1, "random": 0.5, "cast": 1, "row": 4}
 NUMBA_WEIGHTS = dict(WEIGHTS, index=0.5, setitem=0.3, random=0.2, branch=0, row=2)
 
 

@@ -35,6 +35,10 @@ OPEN = {
     "matmul operand layout": "the interpreter's functionalized in-place writes (index_put copies in C order) can "
                              "give a matmul operand another memory layout than eager's, and BLAS then rounds "
                              "differently: a few ulps (ops/primitives.py, runtime)",
+    "region split after a no_grad write": "a compiled function returning a view of a tensor written in place "
+                                          "under no_grad, with no backward inside (a compiled region), puts that "
+                                          "output's node in the backward graph: KeyError at the first replay "
+                                          "(runtime/region.py)",
     "returned copy of updated state": "a compiled step that returns `p.clone()` (or `p * 1.0`) and then updates "
                                       "`p` (opt.step()) returns, on replays, `p`'s value after the update: the copy "
                                       "is simplified away and the output reads the written-back state (runtime)",
@@ -52,6 +56,9 @@ def open_issue(prog, kind: str, key: str, detail: str) -> str | None:
         return "no_grad in-place"
     if what == "grad" and prog.backward == "outside" and key.endswith(("eager None", "zero signs")):
         return "region zero cotangents"
+    if (what == "error" and detail.startswith("KeyError") and "inplace:no_grad" in labels
+            and prog.backward != "inside"):
+        return "region split after a no_grad write"
     if what == "error" and "index_put: shape mismatch" in detail:
         return "index_put shape rule"
     if (what in ("grad", "state", "value") and ("random" in labels or "index:random" in labels)

@@ -18,7 +18,7 @@ from .generate import TEMPLATE_ERRORS, generate, load_rows
 # interpret: programs compared bit for bit; numba: programs compared within round-off, `batch` per compiled
 # function (each numba compile costs seconds, so many programs share one)
 PROFILES = {
-    "quick": {"interpret": 300, "numba": 20, "batch": 10},
+    "quick": {"interpret": 300, "numba": 30, "batch": 10},
     "long": {"interpret": 10000, "numba": 1000, "batch": 10},
 }
 
@@ -29,6 +29,7 @@ class Report:
     programs: Counter = field(default_factory=Counter)      # mode -> programs checked
     invalid: int = 0                                         # generated programs that failed eagerly (replaced)
     batches: int = 0
+    native: int = 0                                          # numba batches whose graph ran as native code
     labels: Counter = field(default_factory=Counter)        # what the statements exercised
     ops: set = field(default_factory=set)                   # registry ops seen in compiled graphs
     gradcheck: int = 0
@@ -40,7 +41,8 @@ class Report:
         lines = [f"tracegrad fuzz, seed {self.seed}"]
         for mode in ("interpret", "numba"):
             if self.programs[mode]:
-                extra = f" in {self.batches} compiled batches" if mode == "numba" else ""
+                extra = f" in {self.batches} compiled batches ({self.native} ran native code)" \
+                    if mode == "numba" else ""
                 lines.append(f"  eager vs {mode}: {self.programs[mode]} programs{extra}, {check.CALLS} calls each "
                              f"({self.seconds[mode]:.1f} s)")
         if self.gradcheck:
@@ -166,6 +168,7 @@ def _run_numba(n, seed, batch, rows, report, shrink_budget, out, progress, stric
             report.seconds["numba"] += time.monotonic() - t
             report.programs["numba"] += len(progs)
             report.batches += 1
+            report.native += any(v.tier == "native" for vs in getattr(fn, "_cache", {}).values() for v in vs)
             _note_ops(report, fn)
             for i in sorted({i for i, _, _, _ in found}):
                 # confirm on the program alone (one more compile) before shrinking it
