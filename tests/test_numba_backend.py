@@ -529,6 +529,31 @@ def test_copy_into_captured_buffers_equals_eager(returned):
     assert len(compiled.retraces) == 1, compiled.retraces
 
 
+def test_a_cross_entropy_step_updates_its_state_in_place_after_the_label_indexing():
+    """The label gather/scatter runs in numpy between segments; the update kernels after it (the last segment,
+    with no guard after it) still store the new parameters and momentum buffers in their own buffers."""
+    def make():
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 4))
+        return model, tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    (m_e, o_e), (m_c, o_c) = make(), make()
+    eager, compiled = train_step(m_e, o_e, F.cross_entropy), tg.compile(train_step(m_c, o_c, F.cross_entropy),
+                                                                        backend="numba")
+    x, y = tg.randn(16, 6), tg.randint(0, 4, (16,))
+    for i in range(5):
+        _close(compiled(x, y), eager(x, y), f"call {i}: loss")
+    buffers = [p._data for p in m_c.parameters()]
+    for i in range(3):
+        _close(compiled(x, y), eager(x, y), f"call {i + 5}: loss")
+    assert [p._data for p in m_c.parameters()] == buffers
+    for p, q in zip(m_c.parameters(), m_e.parameters()):
+        _close(p, q, "parameter")
+        _close(o_c.state[p]["momentum_buffer"], o_e.state[q]["momentum_buffer"], "momentum")
+    program = compiled.last_variant.program
+    assert program.n_native >= 2 and len(program.code.inplace) == 8  # 4 parameters, 4 momentum buffers
+    assert program.write_slots == [None] * 8
+
+
 def test_failed_guard_after_a_native_segment_retraces_and_applies_nothing():
     """A data-dependent branch: the guard is checked after the native code; a call that takes the other branch
     retraces (the state is written only after everything ran), and both variants equal eager."""

@@ -125,13 +125,21 @@ class ModuleSource:
     def _inplace_writes(self, units) -> dict:
         """New state values a kernel can store straight into the state's own buffer: {new value: state input}.
 
-        Only when the whole graph is native code without guards (nothing can stop the call half-way once a
-        buffer is written), the new value is computed by a kernel at the state's shape and dtype, and no unit
-        after that kernel reads the old value (the kernel itself reads it at the index it writes).
+        Only for a kernel of the last segment, when no guard is checked after it (a node run in numpy may raise,
+        a guard may fail: nothing may stop the call half-way once a buffer is written), when the new value is
+        computed by that kernel at the state's shape and dtype, and no unit after it reads the old value (the
+        kernel itself reads it at the index it writes). So a cross-entropy step, whose label indexing runs in
+        numpy before the update, still updates its parameters in place.
         """
         g = self.graph
-        if g.guards or not all(native_unit(u) for u in units):
+        # NOTE: only in the last segment (after the last node run in numpy), and only if no guard is checked after
+        # it: a segment's guards are checked when it returns, after every kernel in it ran
+        last = max((k for k, u in enumerate(units) if not native_unit(u)), default=-1)
+        guarded = {gd.value for gd in g.guards}
+        if any(n.out in guarded for u in units[last + 1:] for n in u):
             return {}
+        barrier = last
+        in_numpy = {n.out for u in units if not native_unit(u) for n in u}
         position = {n.out: k for k, u in enumerate(units) for n in u}
         in_group = {n.out for u in units if u[0].group is not None for n in u if n.op.name not in EPILOGUES}
         out = {}
@@ -139,9 +147,12 @@ class ModuleSource:
             if new not in in_group or (new.shape, new.dtype) != (target.shape, target.dtype) or new in out:
                 continue
             k = position[new]
-            views = {target}  # the old value, and views of it (a movement op's result may share its buffer)
-            for n in g.nodes:
-                if n.op.kind is Kind.MOVEMENT and n.inputs and n.inputs[0] in views:
+            if k <= barrier:
+                continue
+            views = {target}  # the old value, and views of it (a movement op's result may share its buffer, and
+            for n in g.nodes:  # so may what numpy computes from it: basic indexing gives a view)
+                if (n.op.kind is Kind.MOVEMENT and n.inputs and n.inputs[0] in views) or \
+                        (n.out in in_numpy and views & set(n.inputs)):
                     views.add(n.out)
             later = [v for u in units[k + 1:] for n in u for v in n.inputs]
             if views & set(later) or (views - {target}) & {v for n in units[k] for v in n.inputs} or \
