@@ -93,6 +93,8 @@ class Variant:
         self.hyper_guards = list(tracer.hyper_guards)
         # 0-dim inputs holding hyperparameters: refilled from the param groups before every call
         self.feeds = [(t._data, read) for t, read in tracer.hyper_feeds]
+        fed = {id(t) for t, _ in tracer.hyper_feeds}  # the variant's own 0-dim inputs: nothing else changes them
+        self._checked_state = [(t, m) for t, m in zip(self.state_tensors, self.state_meta) if id(t) not in fed]
         self.names = tracer.names
         self.out_tree = out_tree
         self.out_spec = []
@@ -175,7 +177,7 @@ class Variant:
     # ------------------------------------------------------------------ guards on captured state
     def check_state(self, args):
         """None if the captured state still matches the trace, else the reason it doesn't."""
-        for t, meta in zip(self.state_tensors, self.state_meta):
+        for t, meta in self._checked_state:
             if (t._data.shape, t._data.dtype, t._rg) != meta:
                 return (f"captured tensor {self._name(t)}: shape/dtype/requires_grad {meta[0]} {meta[1]} {meta[2]} "
                         f"-> {t._data.shape} {t._data.dtype} {t._rg}")
@@ -200,8 +202,8 @@ class Variant:
                         f"structure changes; at {loc or '?'})")
         for opt, hyper in self.optimizers:
             if len(opt.param_groups) != len(self._groups[id(opt)]) or any(
-                    group is not g or any(group[k] is not v and group[k] != v for k, v in items)
-                    or tuple(map(id, group["params"])) != ids
+                    group is not g or any(_entry(group, k) is not v and _entry(group, k) != v for k, v in items)
+                    or tuple(map(id, _entry(group, "params"))) != ids
                     for group, (g, items, ids) in zip(opt.param_groups, self._groups[id(opt)])):
                 return f"optimizer {type(opt).__name__}: hyperparameters {_changed(hyper, _hyper(opt))}"
         return None
@@ -295,6 +297,9 @@ class Variant:
         if self.region is not None:
             saved = [tracer.arrays[v] for v in self.region.saved]
         return self._outputs(args, arrays, saved)
+
+
+_entry = dict.__getitem__  # a param group's entry as stored (no tracer hook: this runs at every call)
 
 
 def _graph_output(leaf, tracer) -> bool:
