@@ -145,3 +145,23 @@ def test_an_error_in_the_users_code_while_tracing_leaves_no_variant_and_no_state
         c(tg.ones(2, 3))
     assert c.retraces == [] and model.weight.tolist() == before and model.weight.grad is None
     assert opt.state == {} or all(not s for s in opt.state.values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_returned_copy_of_state_keeps_the_value_from_before_the_update(backend):
+    def make():
+        tg.manual_seed(0)
+        model = nn.Linear(3, 2)
+        opt = tg.optim.SGD(model.parameters(), lr=0.5)
+
+        def step(x):
+            opt.zero_grad()
+            before = model.weight.clone()  # the clone simplifies away: the output is the weight's input value
+            model(x).sum().backward()
+            opt.step()
+            return before, model.bias * 1.0
+        return step
+    eager, compiled = make(), tg.compile(make(), backend=backend)
+    for i in range(4):
+        (a, b), (c, d) = eager(tg.ones(4, 3)), compiled(tg.ones(4, 3))
+        assert c.tolist() == a.tolist() and d.tolist() == b.tolist(), i

@@ -120,6 +120,12 @@ class Variant:
                 self.output_copies[j] = self.output_copies[j] or v in index
                 src = None
             self.out_inputs.append(src)
+        # a new tensor whose array is (a view of) an input's: copied before the write-back changes that input
+        # (`return p.clone()` then `opt.step()`: the clone simplified away, the output reads p's buffer)
+        self.copy_before_write_back = [j for j, v in enumerate(g.outputs[:k]) if g.writes and
+                                       self.out_inputs[j] is None and _may_alias(v, set(index))]
+        for j in self.copy_before_write_back:
+            self.output_copies[j] = False
         self.n_tensor_outputs = k
         self.item_outputs = {x for kind, x in self.out_spec if kind == "item"}
         self.leaf_targets = [index.get(v) for v in region.leaves] if region is not None else []
@@ -242,8 +248,11 @@ class Variant:
         self.calls += 1
         if self.reference is not None:
             _check(self.graph, self.reference, ref, p, env)
+        outs = [env[s] for s in p.output_slots]
+        for k in self.copy_before_write_back:
+            outs[k] = outs[k].copy()
         self._write_back(args, env, p)
-        return self._outputs(args, [env[s] for s in p.output_slots])
+        return self._outputs(args, outs)
 
     def _write_back(self, args, env, p):
         """Write the new state into the captured tensors' own buffers, and set the `.grad`s."""
@@ -251,6 +260,8 @@ class Variant:
         # NOTE: every new value is read before any buffer is written: a new value may be a view of an input
         news = [None if s is None else env[s] for s in p.write_slots]  # None: updated in place by native code
         news = [n.copy() if copy and n is not None else n for n, copy in zip(news, self.write_copies)]
+        grads = [None if s is None else env[s].copy() if copy else env[s]
+                 for s, copy in zip(p.grad_slots, self.grad_copies)]
         for (kind, i), new in zip(self.write_targets, news):
             t = args[i] if kind == "arg" else state[i]
             if new is not None and new is not t._data:
@@ -259,10 +270,10 @@ class Variant:
             if box is None:
                 box = t._version_box()
             box[0] += 1
-        for (kind, t), s, copy in zip(self.grad_tensors, p.grad_slots, self.grad_copies):
+        for (kind, t), g in zip(self.grad_tensors, grads):
             if kind == "arg":
                 t = args[t]
-            t._grad = None if s is None else Tensor._make(env[s].copy() if copy else env[s])
+            t._grad = None if g is None else Tensor._make(g)
 
     def _outputs(self, args, arrays, saved=None):
         n = self.n_tensor_outputs
