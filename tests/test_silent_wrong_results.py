@@ -165,3 +165,17 @@ def test_a_returned_copy_of_state_keeps_the_value_from_before_the_update(backend
     for i in range(4):
         (a, b), (c, d) = eager(tg.ones(4, 3)), compiled(tg.ones(4, 3))
         assert c.tolist() == a.tolist() and d.tolist() == b.tolist(), i
+
+
+def test_random_draws_before_a_failed_guard_are_drawn_again_as_eager_draws_them():
+    def f(x):
+        r = tg.rand(3)
+        if (x + r).sum() > 3.0:  # decided after the draw: a failed guard retraces
+            return x * 2 + r
+        return x - r
+    runs = []
+    for compiled in (False, True):
+        tg.manual_seed(0)
+        g = tg.compile(f) if compiled else f
+        runs.append([g(tg.full((3,), v)).tolist() for v in [0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 2.0]])
+    assert runs[0] == runs[1]

@@ -17,7 +17,8 @@ from ..autograd.grad_mode import STATE as _GRAD
 from ..compiler.passes import run_pipeline
 from ..ir.printer import format_node
 from ..ops.registry import Kind
-from ..runtime.interpreter import Program
+from ..random import default_generator
+from ..runtime.interpreter import GuardError, Program
 from ..runtime.region import attach_region
 from .pytree import unflatten
 from .scalars import HyperNumber, ItemNumber, TracedNumber
@@ -122,6 +123,7 @@ class Variant:
             self.out_inputs.append(src)
         # a new tensor whose array is (a view of) an input's: copied before the write-back changes that input
         # (`return p.clone()` then `opt.step()`: the clone simplified away, the output reads p's buffer)
+        self.draws_before_guards = bool(g.guards) and any(n.op.effects for n in g.nodes)
         self.copy_before_write_back = [j for j, v in enumerate(g.outputs[:k]) if g.writes and
                                        self.out_inputs[j] is None and _may_alias(v, set(index))]
         for j in self.copy_before_write_back:
@@ -244,7 +246,15 @@ class Variant:
         p = self._program if self.job is None and self._program is not None else self._program_for(inputs)
         if self.reference is not None:  # first: the native code may update the state's buffers in place
             ref = self.reference.run(inputs)
-        env = p.run(inputs)
+        if self.draws_before_guards:  # a failed guard retraces: from the generator as it was, as eager runs it
+            rng = default_generator.get_state()
+            try:
+                env = p.run(inputs)
+            except GuardError:
+                default_generator.set_state(rng)
+                raise
+        else:
+            env = p.run(inputs)
         self.calls += 1
         if self.reference is not None:
             _check(self.graph, self.reference, ref, p, env)
