@@ -179,3 +179,57 @@ def test_random_draws_before_a_failed_guard_are_drawn_again_as_eager_draws_them(
         g = tg.compile(f) if compiled else f
         runs.append([g(tg.full((3,), v)).tolist() for v in [0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 2.0]])
     assert runs[0] == runs[1]
+
+
+def _clip_then_use():
+    w = tg.tensor([1.0, -2.0, 3.0], requires_grad=True)
+
+    def f(x):
+        with tg.no_grad():
+            w.clamp_(-1.0, 1.0)  # a projection: invisible to autograd, w stays the leaf
+        loss = (w * x).sum()
+        loss.backward()
+        g = w.grad.clone()
+        w.grad = None
+        return loss, g
+    return f
+
+
+def _non_leaf_written_under_no_grad():
+    x0 = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    def f(x):
+        y = x0 * 2
+        with tg.no_grad():
+            y.add_(1)  # y keeps the graph recorded before the write, as in eager mode and PyTorch
+        loss = (y * x).sum()
+        loss.backward()
+        g = x0.grad.clone()
+        x0.grad = None
+        return loss, g
+    return f
+
+
+def _data_assignment():
+    w = tg.tensor([0.5, -2.0], requires_grad=True)
+
+    def f(x):
+        w.data = w.data * 0.5
+        loss = (w * w * x).sum()
+        loss.backward()
+        g = w.grad.clone()
+        w.grad = None
+        return loss, g
+    return f
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", [_clip_then_use, _non_leaf_written_under_no_grad, _data_assignment])
+def test_a_write_autograd_does_not_see_keeps_the_gradient_flowing_as_in_eager(make, backend):
+    eager, compiled = make(), tg.compile(make(), backend=backend)
+    for i in range(4):
+        x = tg.ones(2 if make is _data_assignment else 3)
+        (a, ga), (b, gb) = eager(x), compiled(x)
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=1e-6)
+

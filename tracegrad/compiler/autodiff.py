@@ -46,7 +46,13 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
     # the nodes recorded so far (the forward and earlier backward parts), ranked by their position
     rank = {node: i for i, node in enumerate(graph.nodes)}
 
+    # NOTE: a value written in place under no_grad into a tensor that requires grad passes its gradient straight
+    # to the value it replaced: eager autograd never saw that write (the tracer records the route)
+    route = tracer.grad_route
+
     def edges(v):
+        if v in route:
+            return [route[v]]
         node = v.producer
         if node is None or not v.requires_grad or not node.op.differentiable:
             return ()
@@ -73,6 +79,9 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
                 g = fn.run_pre_hooks(g)
             if v in wanted:  # after the hooks, as eager's engine captures
                 captured[v] = g
+            if v in route:
+                sweep.add(route[v], g)
+                continue
             if not v.requires_grad or not node.op.differentiable:
                 continue
             if fn is not None and getattr(fn, "_retained", None) is not None:

@@ -98,6 +98,7 @@ class Tracer:
         self.did_backward = False
         self.index_tensors: dict = {}  # id(array) -> the tensor whose array an op's index holds
         self._const_ids = None
+        self.grad_route: dict = {}   # value written under no_grad into a tensor needing grad -> value it replaced
         self.released: set = set()   # nodes a backward without retain_graph went through (eager frees their saves)
         self.closed = False          # the call has finished: traced numbers left behind are plain numbers
         self.items: list = []        # the ItemNumbers handed out (their tensors are dropped at the end)
@@ -250,10 +251,22 @@ class Tracer:
     def write(self, x: Tensor, res: Tensor) -> None:
         """`x[...] = res` of an in-place op: record x's new value, then write it."""
         new = self.value_of(res)
-        self.value_of(x)  # binds x first (a captured tensor becomes a state input)
+        old = self.value_of(x)  # binds x first (a captured tensor becomes a state input)
+        new = self._route_gradient(x, old, new)
         self._before_write(x)
         x._data[...] = res._data
         self._rebind(x, new)
+
+    def _route_gradient(self, x: Tensor, old: Value, new: Value) -> Value:
+        """A write under no_grad into a tensor that requires grad is invisible to eager autograd: gradients
+        reaching the new value go on to what the old value's gradient reaches (a fresh value carries the route)."""
+        if _GRAD.enabled or not x._rg or x._base is not None:
+            return new
+        if not (self.graph.nodes and self.graph.nodes[-1].out is new) or new in self.grad_route:
+            new = self._emit(P.cast, [new], {"dtype": new.dtype}, self.arrays.get(new))
+        new.requires_grad = True
+        self.grad_route[new] = old
+        return new
 
     def set_data(self, x: Tensor, value: Tensor) -> None:
         """`x.data = value`: x's storage becomes value's."""
@@ -262,7 +275,10 @@ class Tracer:
                              f"tensor of shape {list(x.shape)} {x.dtype} inside a traced function changes captured "
                              f"state's type; do it outside the compiled function")
         new = self.value_of(value)
-        self.value_of(x)
+        old = self.value_of(x)
+        if x._rg:  # `.data =` is never seen by autograd, whatever the grad mode
+            with no_grad():
+                new = self._route_gradient(x, old, new)
         self._before_write(x)
         self._rebind(x, new)
         x._data = value._data
@@ -472,7 +488,11 @@ class Tracer:
         seen, stack = set(), [v for v in roots if v.requires_grad]
         reached = []
         while stack:
-            node = stack.pop().producer
+            v = stack.pop()
+            if v in self.grad_route:
+                stack.append(self.grad_route[v])
+                continue
+            node = v.producer
             if node is None or node in seen or not node.op.differentiable:
                 continue
             seen.add(node)
