@@ -233,3 +233,16 @@ def test_a_write_autograd_does_not_see_keeps_the_gradient_flowing_as_in_eager(ma
         np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6)
         np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=1e-6)
 
+
+
+def test_setitem_with_a_value_with_extra_leading_ones_compiles_as_eager_runs_it(monkeypatch):
+    monkeypatch.setattr(tg._tensor, "CHECK_RULES", True)  # the shape rule agrees with numpy's assignment
+
+    def f(x, v):
+        y = x * 1.0
+        y[:, -1] = v  # v of shape (1, 3) into a (3,) selection: numpy drops the leading 1
+        return (y * y).sum()
+    x, v = tg.randn(3, 4, requires_grad=True), tg.randn(1, 3, requires_grad=True)
+    compiled = tg.compile(f)
+    for _ in range(3):
+        assert compiled(x, v).item() == f(x, v).item()

@@ -366,7 +366,10 @@ def _index_put_forward(x, v, *idx, index):
 
 def _index_put_infer(x, v, *idx, index):
     sel = index_shape(x.shape, fill_index(index, [np.zeros(a.shape, np.int64) for a in idx]))
-    if not broadcastable_to(v.shape, sel):
+    shape = tuple(v.shape)
+    while len(shape) > len(sel) and shape[0] == 1:  # numpy's assignment drops a value's extra leading 1s
+        shape = shape[1:]
+    if not broadcastable_to(shape, sel):
         raise RuntimeError(f"index_put: shape mismatch: value tensor of shape {fmt(v.shape)} cannot be broadcast "
                            f"to indexing result of shape {fmt(sel)}")
     return AV(x.shape, x.dtype)
