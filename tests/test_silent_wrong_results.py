@@ -246,3 +246,11 @@ def test_setitem_with_a_value_with_extra_leading_ones_compiles_as_eager_runs_it(
     compiled = tg.compile(f)
     for _ in range(3):
         assert compiled(x, v).item() == f(x, v).item()
+
+
+@pytest.mark.parametrize("cast", [lambda x: x.long(), lambda x: x.to(tg.int64), lambda x: x.bool()])
+def test_an_integer_cast_cuts_the_graph_as_in_pytorch(cast):
+    x = tg.tensor([1.5, -2.5], requires_grad=True)
+    assert not cast(x).requires_grad
+    (cast(x).float() * x).sum().backward()
+    assert x.grad.tolist() == cast(tg.tensor([1.5, -2.5])).float().tolist()  # [1, -2] for long, [1, 1] for bool

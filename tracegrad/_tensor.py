@@ -366,7 +366,9 @@ def apply(op, *inputs, **params) -> Tensor:
         if out.base is src or (src.base is not None and out.base is src.base):
             res._base = inputs[0]._base if inputs[0]._base is not None else inputs[0]
             res._vbox = inputs[0]._version_box()  # views share their base's version counter
-    if _GRAD.enabled and op.differentiable:
+    # NOTE: only floating results take part in autograd (PyTorch: integer and bool tensors never require grad,
+    # so `x.long()` cuts the graph instead of passing gradients through a cast)
+    if _GRAD.enabled and op.differentiable and out.dtype.kind == "f":
         for t in inputs:
             if t._rg:
                 res._rg = True
