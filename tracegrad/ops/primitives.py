@@ -359,7 +359,9 @@ index_add = register(Op("index_add", OPAQUE, _index_add_forward,
 
 
 def _index_put_forward(x, v, *idx, index):
-    out = x.copy()
+    # NOTE: order="K" keeps x's memory layout, as eager's write into x's own buffer does: a Fortran-ordered
+    # operand copied to C order would take another BLAS path in a later matmul (other roundings)
+    out = x.copy(order="K")
     out[fill_index(index, idx)] = v
     return out
 
