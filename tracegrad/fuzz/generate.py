@@ -547,7 +547,7 @@ def t_inplace_existing(b: Builder) -> bool:
                            "sub_({w}, alpha=2.0)"]))
     w = b.fit(b.inplace_partner(tshape), b.dt(v)) if "{w}" in op else ""
     line = f"{target}.{op.format(w=w)}"
-    labels = ["inplace:existing", "inplace:" + op.split("(")[0]]
+    labels = ["inplace:existing", "inplace:" + op.split("(")[0]] + (["inplace:view"] if target != v else [])
     if b.rng.random() < 0.2:
         labels.append("inplace:no_grad")
         return b.try_stmt(["with tg.no_grad():", f"    {line}"], "", labels)
