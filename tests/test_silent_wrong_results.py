@@ -223,8 +223,27 @@ def _data_assignment():
     return f
 
 
+def _writes_through_views_and_aliases():
+    x0 = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w = tg.tensor([1.0, -2.0, 3.0], requires_grad=True)
+
+    def f(x):
+        y = x0 * 2
+        with tg.no_grad():
+            y[1:].add_(1)       # through a view of a non-leaf
+            w[:2].mul_(0.5)     # through a view of a leaf
+        w.detach().clamp_(-1.0, 1.0)  # through a detached alias, grad mode on
+        loss = (y * w * x).sum()
+        loss.backward()
+        g = x0.grad + w.grad
+        x0.grad = w.grad = None
+        return loss, g
+    return f
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("make", [_clip_then_use, _non_leaf_written_under_no_grad, _data_assignment])
+@pytest.mark.parametrize("make", [_clip_then_use, _non_leaf_written_under_no_grad, _data_assignment,
+                                  _writes_through_views_and_aliases])
 def test_a_write_autograd_does_not_see_keeps_the_gradient_flowing_as_in_eager(make, backend):
     eager, compiled = make(), tg.compile(make(), backend=backend)
     for i in range(4):

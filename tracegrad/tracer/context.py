@@ -252,16 +252,17 @@ class Tracer:
         """`x[...] = res` of an in-place op: record x's new value, then write it."""
         new = self.value_of(res)
         old = self.value_of(x)  # binds x first (a captured tensor becomes a state input)
-        new = self._route_gradient(x, old, new)
+        untracked = not res._rg  # eager autograd did not record it (no_grad, or nothing involved needs grad)
+        if untracked and x._rg:
+            new = self._route_gradient(old, new)
         self._before_write(x)
         x._data[...] = res._data
-        self._rebind(x, new)
+        self._rebind(x, new, untracked)
 
-    def _route_gradient(self, x: Tensor, old: Value, new: Value) -> Value:
-        """A write under no_grad into a tensor that requires grad is invisible to eager autograd: gradients
-        reaching the new value go on to what the old value's gradient reaches (a fresh value carries the route)."""
-        if _GRAD.enabled or not x._rg or x._base is not None:
-            return new
+    def _route_gradient(self, old: Value, new: Value) -> Value:
+        """A write eager autograd does not record (under no_grad, through a detached alias, `.data =`) into a
+        tensor that requires grad leaves its graph as it was: gradients reaching the new value go on to what the
+        old value's gradient reaches. A fresh value carries the route (a copy if `new` is used elsewhere)."""
         if not (self.graph.nodes and self.graph.nodes[-1].out is new) or new in self.grad_route:
             new = self._emit(P.cast, [new], {"dtype": new.dtype}, self.arrays.get(new))
         new.requires_grad = True
@@ -278,9 +279,10 @@ class Tracer:
         old = self.value_of(x)
         if x._rg:  # `.data =` is never seen by autograd, whatever the grad mode
             with no_grad():
-                new = self._route_gradient(x, old, new)
+                new = self._route_gradient(old, new)
         self._before_write(x)
-        self._rebind(x, new)
+        with no_grad():
+            self._rebind(x, new, untracked=True)
         x._data = value._data
 
     def _before_write(self, x: Tensor) -> None:
@@ -295,7 +297,7 @@ class Tracer:
                 if arr is not None and np.may_share_memory(arr, x._data):
                     self.arrays[entry[1]] = arr.copy()
 
-    def _rebind(self, x: Tensor, new: Value) -> None:
+    def _rebind(self, x: Tensor, new: Value, untracked: bool = False) -> None:
         view = self.views.get(id(x))
         if view is not None:
             parent, op, params, _ = view
@@ -312,7 +314,9 @@ class Tracer:
             else:
                 raise TraceError(f"{user_location()}: writing in place into the result of {op.name} is not "
                                  f"supported in a traced function; clone() it first")
-            self._rebind(parent, parent_new)
+            if untracked and parent._rg:
+                parent_new = self._route_gradient(pv, parent_new)
+            self._rebind(parent, parent_new, untracked)
             view[3] = self.value_of(parent)
         self.val[id(x)] = (x, new)
 
