@@ -273,3 +273,21 @@ def test_an_integer_cast_cuts_the_graph_as_in_pytorch(cast):
     assert not cast(x).requires_grad
     (cast(x).float() * x).sum().backward()
     assert x.grad.tolist() == cast(tg.tensor([1.5, -2.5])).float().tolist()  # [1, -2] for long, [1, 1] for bool
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_compiled_region_returning_a_view_of_a_tensor_written_after_the_view_was_taken(backend):
+    def f(x):
+        y = x * 2
+        v = y[0:2]
+        with tg.no_grad():
+            y.add_(1)  # v sees the new values; its gradient still flows to x (eager keeps v's graph)
+        return v * 3
+    compiled = tg.compile(f, backend=backend)
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    for _ in range(3):
+        for fn in (f, compiled):
+            out = fn(x)
+            out.sum().backward()
+            assert out.tolist() == [9.0, 15.0] and x.grad.tolist() == [6.0, 6.0, 0.0]
+            x.grad = None

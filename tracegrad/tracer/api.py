@@ -381,6 +381,8 @@ def _run_traced(tracer, fn, leaves, args, kwargs, region_ok):
 def _derive_region(tracer, out_tensors):
     """The backward of a compiled region differentiated from outside: cotangent inputs -> leaf gradients."""
     graph = tracer.graph
+    for t in out_tensors:  # NOTE: first: a view whose base was written is refreshed by a forward node, not here
+        tracer.value_of(t)
     start = len(graph.nodes)
     diff = [i for i, t in enumerate(out_tensors) if t._rg and t.is_floating_point()]
     cots = []

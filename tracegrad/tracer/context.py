@@ -191,6 +191,8 @@ class Tracer:
         if pv is stamp and id(t) in self.val:
             return self.val[id(t)][1]
         v = pv if op is None else self._emit(op, [pv], params, t._data)
+        if op is not None:
+            v.requires_grad = t._rg and pv.requires_grad
         view[3] = pv
         self.val[id(t)] = (t, v)
         return v
