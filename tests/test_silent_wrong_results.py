@@ -291,3 +291,24 @@ def test_a_compiled_region_returning_a_view_of_a_tensor_written_after_the_view_w
             out.sum().backward()
             assert out.tolist() == [9.0, 15.0] and x.grad.tolist() == [6.0, 6.0, 0.0]
             x.grad = None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_outputs_of_a_compiled_region_that_the_loss_does_not_use_contribute_nothing(backend):
+    def f(x, w, z):
+        used = (x * w).exp()
+        overflowing = (x * 1000.0).exp() * w  # inf: a zero cotangent times inf would be NaN
+        only_z = z * 3  # z gets no gradient at all (None), as in eager
+        return used, overflowing, only_z
+    compiled = tg.compile(f, backend=backend)
+    args = (tg.tensor([1.0, 2.0, 100.0], requires_grad=True), tg.tensor([0.5, -1.0, 0.0], requires_grad=True),
+            tg.tensor([3.0], requires_grad=True))
+    for _ in range(3):
+        grads = []
+        for fn in (f, compiled):
+            fn(*args)[0].sum().backward()
+            grads.append([None if t.grad is None else t.grad.tolist() for t in args])
+            for t in args:
+                t.grad = None
+        assert grads[1] == grads[0]
+        assert grads[0][2] is None

@@ -25,15 +25,25 @@ class Region:
         self.start, self.diff_outputs, self.cots, self.leaves, self.grads = start, diff_outputs, cots, leaves, grads
         self.backward = None
         self.saved = []
-        self.make_program = None
-        self._bwd_program = None
+        self.make_program = None  # graph -> program (the interpreter's or the numba backend's)
+        self._programs: dict = {}
 
-    @property
-    def bwd_program(self):
-        """The backward graph's program, built the first time a backward runs."""
-        if self._bwd_program is None:
-            self._bwd_program = self.make_program()
-        return self._bwd_program
+    def program_for(self, present: tuple):
+        """The backward program for the outputs that received a gradient (`present`, one flag per differentiable
+        output), and where each leaf's gradient is among its outputs (None: no gradient), built at first use."""
+        entry = self._programs.get(present)
+        if entry is None:
+            outputs = iter(self.backward.outputs)
+            grads = [None if g is None else next(outputs) for g in self.grads]
+            graph = self.backward
+            if not all(present):
+                graph, grads = _without(graph, self.cots, present, grads)
+            index, k = [], 0
+            for g in grads:
+                index.append(None if g is None else k)
+                k += g is not None
+            entry = self._programs[present] = (self.make_program(graph), index)
+        return entry
 
     def split(self, graph: Graph) -> Graph:
         """The forward graph (returning the saved values after the outputs); sets `self.backward`."""
@@ -70,6 +80,35 @@ def _used(v, nodes) -> bool:
     return any(v in n.inputs for n in nodes)
 
 
+def _without(graph, cots, present, grads):
+    """The backward graph for a call where only some outputs received a gradient, as eager autograd runs it:
+    the others contribute nothing (not zeros: no 0 * inf, no -0.0 + 0.0, and a leaf they alone reach gets
+    None). VJPs are linear in the cotangent, so a node reading a missing one is missing too, except the sum of
+    two contributions, which becomes the present one."""
+    missing = {c for c, p in zip(cots, present) if not p}
+    same = {}
+    g = graph.copy()
+    nodes = []
+    for node in g.nodes:
+        node.inputs = [same.get(v, v) for v in node.inputs]
+        gone = [v in missing for v in node.inputs]
+        if not any(gone):
+            nodes.append(node)
+        elif node.op.name == "add" and not all(gone):
+            kept = node.inputs[gone.index(False)]
+            if (kept.shape, kept.dtype) == (node.out.shape, node.out.dtype):
+                same[node.out] = kept
+            else:
+                nodes.append(node)  # a broadcast sum: computed with a zero cotangent as before (never seen yet)
+                missing.discard(node.out)
+        else:
+            missing.add(node.out)
+    g.nodes = nodes
+    grads = [None if v is None or same.get(v, v) in missing else same.get(v, v) for v in grads]
+    g.outputs = [v for v in grads if v is not None]
+    return g, grads
+
+
 class _Pack(dict):
     """Cotangents of a region's outputs, keyed by output index; the engine sums packs with `+`."""
 
@@ -90,11 +129,6 @@ class CompiledRegionBackward(_GraphNode):
         self.cot_avals = cot_avals
         self.next_functions = tuple(((t.grad_fn if t.grad_fn is not None else t._accumulator()), 0) if t._rg
                                     else _NO_EDGE for t in leaf_tensors)
-        self.grad_index = []  # position of each leaf's gradient among the backward graph's outputs, or None
-        k = 0
-        for g in region.grads:
-            self.grad_index.append(None if g is None else k)
-            k += g is not None
 
     def name(self) -> str:
         return "CompiledFunctionBackward"
@@ -108,13 +142,11 @@ class CompiledRegionBackward(_GraphNode):
             raise RuntimeError("create_graph=True through a compiled region is not supported: its backward graph is "
                                "not differentiable. Compute higher-order gradients inside the compiled function "
                                "(tracegrad.grad or autograd.grad with create_graph=True), or call it uncompiled.")
-        cots = []
-        for k, (shape, dt) in enumerate(self.cot_avals):
-            g = pack.get(self.region.diff_outputs[k])
-            cots.append(np.zeros(shape, dt) if g is None else g._data)
-        outs = self.region.bwd_program.outputs(self.saved + cots)
-        return [None if i is None else Tensor._make(np.array(outs[i], copy=False))
-                for i in self.grad_index]
+        given = [pack.get(i) for i in self.region.diff_outputs]
+        program, index = self.region.program_for(tuple(g is not None for g in given))
+        cots = [np.zeros(shape, dt) if g is None else g._data for g, (shape, dt) in zip(given, self.cot_avals)]
+        outs = program.outputs(self.saved + cots)
+        return [None if i is None else Tensor._make(np.array(outs[i], copy=False)) for i in index]
 
     def release(self):
         self.saved = None

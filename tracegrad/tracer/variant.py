@@ -6,7 +6,6 @@ failed guard or an error leaves nothing half-applied), sets the `.grad`s and bui
 """
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -60,8 +59,7 @@ class Variant:
         if region is not None:
             region.backward = run_pipeline(region.backward, passes, print_each=print_passes)
             # the backward of a region differentiated from outside: native only when not tiered (rarely hot)
-            region.make_program = functools.partial(self._native if backend == "numba" and not self.tiered
-                                                    else Program, region.backward)
+            region.make_program = self._native if backend == "numba" and not self.tiered else Program
         self.region = region
         g = self.graph
         self.state_tensors = [tracer.owner[v] for v in g.state]
