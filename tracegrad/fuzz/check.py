@@ -159,12 +159,6 @@ def compare(progs, eager, compiled, e_aliases, c_aliases, mode: str, tolerated: 
                     found.setdefault((i, f"{mode}:{_what(name)}"), (f"{name} {how}", f"call {call}, {name}: "
                                                                     f"{_describe(a, b)}"))
             for name in sorted(set(e_aliases[call][i]) ^ set(c_aliases[call][i])):
-                arr = dict(e_prog)[name]
-                if name in c_aliases[call][i] and arr is not None and arr.size == 1:
-                    # NOTE: KNOWN_BUGS[1] (issue 12): a returned gradient may be an input tensor itself when it
-                    # is 0-d or has one element; tolerated there, a mismatch for larger tensors
-                    tolerated["known bug 1 (a returned one-element tensor is an input)"] += 1
-                    continue
                 who = "compiled" if name in c_aliases[call][i] else "eager"
                 found.setdefault((i, f"{mode}:alias"), (f"{name} {who}", f"call {call}: {name} is an input tensor "
                                                                           f"in {who} mode only"))
