@@ -5,7 +5,7 @@ Each mode runs in a fresh process (numba with an empty kernel cache). Per model 
 training step and of the prediction, calls that fell back to eager, final test accuracy, the median time of a
 training step after the first epoch, and the wall time of the whole run, compiling included.
 
-    python -m tracegrad.bench.loop [--quick]
+    python -m tracegrad.bench.loop [--quick | --epochs N]   (TRACEGRAD_LOOP_MODELS=mlp: the MLP only)
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from .timing import in_worker, send, worker_args
 
+KINDS = tuple(os.environ.get("TRACEGRAD_LOOP_MODELS", "mlp,cnn").split(","))
 MODES = ("eager", "interpret", "default", "torch")  # default: compile(fn), numba kernels, tiered
 
 
@@ -88,6 +89,7 @@ def run(model_kind: str, mode: str, epochs: int) -> dict:
         per_epoch.append(time.perf_counter() - start)
     steady = [t for epoch in times[1:] for t in epoch] or times[0]
     out = {"accuracy": accuracy, "step_us": statistics.median(steady) * 1e6, "total_s": per_epoch[-1],
+           "last_epoch_us": statistics.median(times[-1]) * 1e6,
            "first_epoch_s": per_epoch[0], "steps_per_epoch": len(times[0])}
     if mode in ("interpret", "default"):
         out.update(traces=len(train_step.retraces) + len(predict.retraces),
@@ -106,21 +108,25 @@ def main(argv=None) -> None:
         send(run(args[0], args[1], int(args[2])))
         return
     argv = sys.argv[1:] if argv is None else argv
-    epochs = 2 if "--quick" in argv else 8
+    epochs = 2 if "--quick" in argv else int(argv[argv.index("--epochs") + 1]) if "--epochs" in argv else 8
     try:
         import torch  # noqa: F401
         modes = MODES
     except ImportError:
         modes = MODES[:-1]
-    print(f"| model | mode | traces | eager calls | accuracy | us per step | first epoch s | {epochs} epochs s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for kind in ("mlp", "cnn"):
+    print(f"| model | mode | traces | eager calls | accuracy | us per step | last epoch, us per step | first epoch s "
+          f"| {epochs} epochs s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for kind in KINDS:
         for mode in modes:
             with tempfile.TemporaryDirectory() as cache:
+                # NOTE: an empty kernel cache per run, unless TRACEGRAD_LOOP_CACHE names one to keep (a warm run)
+                cache = os.environ.get("TRACEGRAD_LOOP_CACHE") or cache
                 r = in_worker("tracegrad.bench.loop", kind, mode, epochs,
                               env={"TRACEGRAD_CACHE_DIR": cache, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
             print(f"| {kind} | {mode} | {r.get('traces', '-')} | {r.get('eager_calls', '-')} | "
-                  f"{100 * r['accuracy']:.1f}% | {r['step_us']:.0f} | {r['first_epoch_s']:.2f} | {r['total_s']:.2f} |",
+                  f"{100 * r['accuracy']:.1f}% | {r['step_us']:.0f} | {r['last_epoch_us']:.0f} | "
+                  f"{r['first_epoch_s']:.2f} | {r['total_s']:.2f} |",
                   flush=True)
             if os.environ.get("TRACEGRAD_BENCH_VERBOSE") and "reasons" in r:
                 print("    retraces:", "; ".join(r["reasons"]))

@@ -23,14 +23,12 @@ bit-reproducible runs use `compile(..., tiered=False)` or `compiled.wait_native(
 """
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -106,19 +104,7 @@ def submit(graph, fastmath: bool, inputs: list, key: str, cache: str) -> NativeJ
     job = _BY_KEY[key] = NativeJob(graph, fastmath, inputs, key, cache)
     _QUEUE.append(job)
     poll()
-    _import_numba_soon()
     return job
-
-
-def _import_numba_soon() -> None:
-    """Import numba in a thread while the job compiles, so the switch to native code doesn't stall on it
-    (about half a second of imports, spread over the interpreted calls that run meanwhile)."""
-    if "numba" not in sys.modules and not _IMPORTING:
-        _IMPORTING.append(threading.Thread(target=importlib.import_module, args=("numba",), daemon=True))
-        _IMPORTING[0].start()
-
-
-_IMPORTING: list = []
 
 
 def native_or_job(graph, fastmath: bool, inputs: list):
