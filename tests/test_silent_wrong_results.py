@@ -8,6 +8,7 @@
 """
 import numpy as np
 import pytest
+from training_steps import train_step
 
 import tracegrad as tg
 from tracegrad import nn
@@ -86,14 +87,7 @@ def test_backward_twice_with_retain_graph_accumulates_as_eager_does():
 def _linear_step():
     tg.manual_seed(0)
     model = nn.Linear(3, 2)
-    opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = train_step(model, tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), nn.functional.mse_loss)
     return tg.compile(step), model
 
 
