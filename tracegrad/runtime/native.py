@@ -115,7 +115,7 @@ def clear_cache() -> int:
     return len(files)
 
 
-def _cached_files(module) -> list:
+def _numba_files(module) -> list:
     """numba's cache files (index and data) of a generated module."""
     folder = os.path.join(os.path.dirname(module.__file__), "__pycache__")
     prefix = module.__name__ + "."
@@ -216,7 +216,7 @@ class NativeProgram(Plan):
         except GuardError:
             raise
         except Exception as e:  # noqa: BLE001 - retried once on a clean cache; raised if it fails again
-            files = _cached_files(self.module)
+            files = _numba_files(self.module)
             if not files or not any("caching" in f.filename for f in traceback.extract_tb(e.__traceback__)):
                 raise
             for f in files:

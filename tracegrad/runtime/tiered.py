@@ -50,10 +50,9 @@ class NativeJob:
         # NOTE: np.save keeps C or Fortran order, so numba compiles for the layouts the real calls pass
         for i, a in enumerate(inputs):
             np.save(os.path.join(self.dir, f"in{i}.npy"), np.asarray(a), allow_pickle=False)
-        self.n_inputs = len(inputs)
         self.process = None
         self.error = None
-        self.started = self.finished = None
+        self.finished = None
 
     def start(self) -> None:
         env = dict(os.environ, TRACEGRAD_CACHE_DIR=self.cache, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -61,7 +60,6 @@ class NativeJob:
         self.log = open(os.path.join(self.dir, "log.txt"), "wb")  # noqa: SIM115 - closed when the job ends
         self.process = subprocess.Popen([sys.executable, "-m", "tracegrad.runtime.tiered", self.dir], env=env,
                                         stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        self.started = time.perf_counter()
 
     def done(self) -> bool:
         """Whether the job has ended (starting queued jobs as the process frees up)."""

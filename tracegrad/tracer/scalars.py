@@ -43,8 +43,10 @@ from .. import _tracing
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
 from ..dtypes import bool_, float64, int64
+from ..ops import functions as F
 
 _DTYPE = {bool: bool_, int: int64, float: float64}
+_OPERANDS = (_tracing.SymbolicScalar, int, float, np.number)  # a Tensor is none of these: its operators take over
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
            "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
@@ -70,60 +72,15 @@ class TracedNumber(_tracing.SymbolicScalar):
         """Whether its trace is running (afterwards it is a plain number)."""
         return _tracing.TRACER is self.tracer and not self.tracer.closed
 
-    # ------------------------------------------------------------------ arithmetic
+    # ------------------------------------------------------------------ arithmetic (operators: see _OPERATORS)
     def _arith(self, name, other, reverse=False):
-        if isinstance(other, Tensor):
-            return NotImplemented  # the tensor's reflected operator takes it (self becomes an operand)
-        fn = getattr(operator, name)
-        if not isinstance(other, (TracedNumber, int, float, np.number)):
-            return NotImplemented
+        if not isinstance(other, _OPERANDS):
+            return NotImplemented  # a tensor's reflected operator takes it (self becomes an operand)
         a, b = (other, self) if reverse else (self, other)
-        value = fn(_concrete(a), _concrete(b))
+        value = getattr(operator, name)(_concrete(a), _concrete(b))
         if not self.live:
             return value
         return self._combine(name, a, b, value)
-
-    def __add__(self, o):
-        return self._arith("add", o)
-
-    def __radd__(self, o):
-        return self._arith("add", o, True)
-
-    def __sub__(self, o):
-        return self._arith("sub", o)
-
-    def __rsub__(self, o):
-        return self._arith("sub", o, True)
-
-    def __mul__(self, o):
-        return self._arith("mul", o)
-
-    def __rmul__(self, o):
-        return self._arith("mul", o, True)
-
-    def __truediv__(self, o):
-        return self._arith("truediv", o)
-
-    def __rtruediv__(self, o):
-        return self._arith("truediv", o, True)
-
-    def __floordiv__(self, o):
-        return self._arith("floordiv", o)
-
-    def __rfloordiv__(self, o):
-        return self._arith("floordiv", o, True)
-
-    def __mod__(self, o):
-        return self._arith("mod", o)
-
-    def __rmod__(self, o):
-        return self._arith("mod", o, True)
-
-    def __pow__(self, o):
-        return self._arith("pow", o)
-
-    def __rpow__(self, o):
-        return self._arith("pow", o, True)
 
     def __neg__(self):
         return self._negate() if self.live else -self.value
@@ -136,33 +93,13 @@ class TracedNumber(_tracing.SymbolicScalar):
 
     # ------------------------------------------------------------------ decisions: guards
     def _compare(self, name, other):
-        if isinstance(other, Tensor):
-            return NotImplemented
-        if not isinstance(other, (TracedNumber, int, float, np.number)):
+        if not isinstance(other, _OPERANDS):
             return NotImplemented
         result = getattr(operator, name)(self.value, _concrete(other))
         if self.live:
             self._decide(f"{self.text} {_SYMBOL[name]} {_text(other)}", result,
                          lambda: self._combine(name, self, other, result))
         return result
-
-    def __lt__(self, o):
-        return self._compare("lt", o)
-
-    def __le__(self, o):
-        return self._compare("le", o)
-
-    def __gt__(self, o):
-        return self._compare("gt", o)
-
-    def __ge__(self, o):
-        return self._compare("ge", o)
-
-    def __eq__(self, o):
-        return self._compare("eq", o)
-
-    def __ne__(self, o):
-        return self._compare("ne", o)
 
     def _asked(self, what: str):
         """Python needs the number itself: specialize on it (a guard on its value)."""
@@ -213,6 +150,15 @@ class TracedNumber(_tracing.SymbolicScalar):
         return np.asarray(self._asked("numpy"), dtype)
 
 
+_ARITHMETIC = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
+_COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+for _name in _ARITHMETIC:  # x + y, y + x, ...: one recorded operation each
+    setattr(TracedNumber, f"__{_name}__", lambda self, o, _n=_name: self._arith(_n, o))
+    setattr(TracedNumber, f"__r{_name}__", lambda self, o, _n=_name: self._arith(_n, o, True))
+for _name in _COMPARISONS:  # a decision: guarded on its outcome
+    setattr(TracedNumber, f"__{_name}__", lambda self, o, _n=_name: self._compare(_n, o))
+
+
 def _concrete(x):
     return x.value if isinstance(x, TracedNumber) else x
 
@@ -247,15 +193,11 @@ class ItemNumber(TracedNumber):
         return Tensor._make(np.array(x, dtype.np))
 
     def _combine(self, name, a, b, value):
-        from ..ops import functions as F
-        fns = {"add": F.add, "sub": F.sub, "mul": F.mul, "truediv": F.div, "floordiv": F.floor_divide,
-               "mod": F.remainder, "pow": F.pow, "lt": F.lt, "le": F.le, "gt": F.gt, "ge": F.ge, "eq": F.eq,
-               "ne": F.ne}
         kind = _python_type(value)
         # NOTE: operands take the result's Python type first (int / int is a float division, bool + bool an int)
         dtype = _DTYPE[kind] if kind is not bool else _DTYPE[_promoted(a, b)]
         with no_grad():
-            t = fns[name](self._graph_operand(a, dtype), self._graph_operand(b, dtype))
+            t = getattr(F, _TENSOR_OP.get(name, name))(self._graph_operand(a, dtype), self._graph_operand(b, dtype))
         return ItemNumber(self.tracer, t, value, f"({_text(a)} {_SYMBOL[name]} {_text(b)})")
 
     def _negate(self):
@@ -269,6 +211,9 @@ class ItemNumber(TracedNumber):
 
     def _decide(self, what, expected, make):
         self.tracer.decide_on_item(self, what, expected, make)
+
+
+_TENSOR_OP = {"truediv": "div", "floordiv": "floor_divide", "mod": "remainder"}  # else the same name
 
 
 def _promoted(a, b) -> type:

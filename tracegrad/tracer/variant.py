@@ -94,6 +94,7 @@ class Variant:
         self.feeds = [(t._data, read) for t, read in tracer.hyper_feeds]
         fed = {id(t) for t, _ in tracer.hyper_feeds}  # the variant's own 0-dim inputs: nothing else changes them
         self._checked_state = [(t, m) for t, m in zip(self.state_tensors, self.state_meta) if id(t) not in fed]
+        self._fed = [t for t in self.state_tensors if id(t) in fed]
         self.names = tracer.names
         self.out_tree = out_tree
         self.out_spec = []
@@ -215,9 +216,7 @@ class Variant:
         return None
 
     def describe_state_guards(self) -> list:
-        fed = {id(a) for a, _ in self.feeds}
-        out = [f"{self._name(t)}: shape {list(m[0])}, {m[1]}, requires_grad={m[2]}"
-               for t, m in zip(self.state_tensors, self.state_meta) if id(t._data) not in fed]
+        out = [f"{self._name(t)}: shape {list(m[0])}, {m[1]}, requires_grad={m[2]}" for t, m in self._checked_state]
         out += [f"{self._name(t) if kind == 'state' else f'argument {t}'}.grad is {'None' if n else 'a tensor'}"
                 for (kind, t), n in self.grad_guards]
         out += [f"module {type(m).__name__}.training == {tr}" for m, tr, _, _ in self.modules]
@@ -229,8 +228,7 @@ class Variant:
 
     def describe_feeds(self) -> list:
         """The numbers (optimizer hyperparameters) the variant reads from Python at every call, without a guard."""
-        fed = {id(a) for a, _ in self.feeds}
-        return [self.names[id(t)] for t in self.state_tensors if id(t._data) in fed]
+        return [self.names[id(t)] for t in self._fed]
 
     def _name(self, t) -> str:
         return self.names.get(id(t), f"captured {list(t.shape)}")
