@@ -86,7 +86,31 @@ def test_the_cache_command_reports_and_clears(warm_cache):
         return subprocess.run([sys.executable, "-m", "tracegrad", "cache", *args], env=env, capture_output=True,
                               text=True, check=True).stdout
     out = cli()
-    assert out.startswith(f"kernel cache: {warm_cache}\n1 generated modules, ")
+    assert out.startswith(f"kernel cache: {warm_cache}\n1 generated modules, ") and "(bound: 512 MB" in out
     out = cli("--clear")
     assert out.startswith("removed ") and "0 generated modules, 0 files, 0.0 MB" in out
     assert oct(os.stat(warm_cache).st_mode & 0o777) == "0o700"
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    from tracegrad.runtime import native
+    monkeypatch.setenv("TRACEGRAD_CACHE_DIR", str(tmp_path))
+    os.chmod(tmp_path, 0o700)
+    (tmp_path / "__pycache__").mkdir()
+    for k, name in enumerate(["old", "mid", "new"]):  # 3 modules of 3000 bytes, used in this order
+        py = tmp_path / f"tracegrad_kernels_{name}.py"
+        py.write_bytes(b"#" * 1000)
+        for ext in ("segment_0-12.py311.nbi", "segment_0-12.py311.1.nbc"):
+            (tmp_path / "__pycache__" / f"tracegrad_kernels_{name}.{ext}").write_bytes(b"x" * 1000)
+        os.utime(py, (1_000_000 + k, 1_000_000 + k))
+    (tmp_path / "unrelated.txt").write_bytes(b"y" * 10_000)  # not ours: never counted nor deleted
+    assert native.prune_cache(limit=9000) == 0
+    assert native.prune_cache(limit=6500) == 1  # the least recently used module goes, with numba's files
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert not [f for f in left if "_old" in f] and len([f for f in left if "_mid" in f]) == 3
+    assert native.prune_cache(limit=0, keep="tracegrad_kernels_new") == 1
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == ["tracegrad_kernels_new.py"]
+    assert (tmp_path / "unrelated.txt").exists()
+    monkeypatch.setenv("TRACEGRAD_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="TRACEGRAD_CACHE_MB='lots': expected a number of megabytes"):
+        native.cache_limit()

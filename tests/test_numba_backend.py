@@ -752,3 +752,44 @@ def test_show_kernels_prints_the_generated_source(monkeypatch, capsys):
                  "# %1 = tanh %0"):
         assert text in out, text
     np.testing.assert_allclose(compiled(x).numpy(), np.tanh(np.full((2, 5), 3.0, np.float32)), rtol=RTOL)
+
+
+def test_gemm_into_reads_any_blas_layout_and_refuses_the_rest():
+    """`compiler.blas.gemm_into`, the matmul of generated kernels: row- and column-major operands with any
+    leading dimension are read in place; a broadcast (stride 0) is refused (False, nothing written) and the
+    kernels retry on contiguous copies; empty products and k = 0 are handled without BLAS."""
+    from numba import njit
+
+    from tracegrad.compiler.blas import gemm_into
+
+    @njit
+    def product(a, b):
+        out = np.full((a.shape[0], b.shape[1]), np.nan, a.dtype)
+        return gemm_into(a, b, out), out
+
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((9, 12)).astype(np.float32)
+    b = rng.standard_normal((4, 5)).astype(np.float32)
+    cases = [(big[:3, :4], b), (big[:4, :3].T, b), (big[1:4, 2:6], big[:5, 1:5].T),  # slices and transposes
+             (big[::2, :4][:3], b[:, ::-1].copy())]
+    for a, bb in cases:
+        ok, out = product(a, bb)
+        assert ok
+        np.testing.assert_allclose(out, a @ bb, rtol=1e-5, atol=1e-5)
+    ok, out = product(big[:3, :4], np.broadcast_to(b[:1], (4, 5)))
+    assert not ok and np.isnan(out).all()
+    ok, out = product(np.ones((3, 0), np.float32), np.ones((0, 5), np.float32))
+    assert ok and (out == 0).all()
+    ok, out = product(np.ones((0, 2), np.float32), np.ones((2, 5), np.float32))
+    assert ok and out.shape == (0, 5)
+    a64 = rng.standard_normal((3, 4))
+    ok, out = product(a64, a64.T)
+    np.testing.assert_allclose(out, a64 @ a64.T, rtol=1e-12)
+
+
+def test_a_broadcast_operand_of_a_matmul_is_copied_for_blas():
+    f = tg.compile(lambda a, b: (a.expand(4, 3) @ b).sum(), backend="numba", tiered=False)
+    a, b = tg.tensor([[1.0, 2.0, 3.0]]), tg.ones(3, 2)
+    for _ in range(2):
+        assert f(a, b).item() == 48.0
+    assert f.last_variant.program.n_native == 1

@@ -120,3 +120,50 @@ def test_a_new_batch_size_of_a_native_step_runs_native_at_once():
     small = compiled.last_variant
     assert small.graph.args[0].shape == (5, 6)
     assert small.tier == "native" and small.job is None
+
+
+def test_a_warm_kernel_cache_is_loaded_by_a_thread_without_compiling(monkeypatch):
+    from tracegrad.runtime import native
+    warm, _, _ = _mlp_step(21)
+    warm = tg.compile(warm, tiered=False)  # fills the kernel cache on disk
+    x, y = _batch()
+    for _ in range(3):
+        warm(x, y)
+    native._LOADED.clear()  # as if this were a new process: the machine code is on disk only
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a warm cache must not start a background compile")
+    monkeypatch.setattr(tiered.subprocess, "Popen", no_process)
+    eager, _, _ = _mlp_step(21)
+    step, _, _ = _mlp_step(21)
+    compiled = tg.compile(step)
+    for _ in range(3):
+        assert eager(x, y) == compiled(x, y)  # the interpreter meanwhile: bit-equal
+    variant = compiled.last_variant
+    assert isinstance(variant.job, tiered.LoadJob)
+    variant.job.wait()
+    a, b = eager(x, y), compiled(x, y)  # the switch, at this call boundary, without waiting
+    assert variant.tier == "native" and variant.native_after == 1  # call 3 (its first replay) was interpreted
+    assert b == pytest.approx(a, rel=1e-5)
+
+
+def test_a_failed_load_keeps_the_interpreter_and_says_why(monkeypatch):
+    from tracegrad.runtime import native
+    warm, _, _ = _mlp_step(22)
+    warm = tg.compile(warm, tiered=False)
+    x, y = _batch()
+    for _ in range(3):
+        warm(x, y)
+    native._LOADED.clear()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk gone")
+    monkeypatch.setattr(native, "NativeProgram", broken)
+    step, _, _ = _mlp_step(22)
+    compiled = tg.compile(step)
+    for _ in range(3):
+        compiled(x, y)
+    with pytest.warns(RuntimeWarning, match=r"could not be built \(OSError: disk gone\)"):
+        compiled.wait_native()
+    compiled(x, y)
+    assert compiled.last_variant.tier == "interpreter"

@@ -13,7 +13,8 @@ arrays it receives, so a call passes nothing but the arrays. Files are written a
 doesn't match its name (corrupted, truncated) is rewritten.
 
 The cache directory is ``$TRACEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracegrad``, else
-``~/.cache/tracegrad``. ``TRACEGRAD_SHOW_KERNELS=1`` prints each generated module.
+``~/.cache/tracegrad``; it is bounded (``$TRACEGRAD_CACHE_MB``, 512 by default): writing a new module deletes
+the least recently used ones beyond the bound. ``TRACEGRAD_SHOW_KERNELS=1`` prints each generated module.
 """
 from __future__ import annotations
 
@@ -94,13 +95,68 @@ def _cache_files(path: str) -> list:
     return out
 
 
+def cache_limit() -> int:
+    """The kernel cache's size bound in bytes: ``$TRACEGRAD_CACHE_MB`` megabytes, 512 by default."""
+    raw = os.environ.get("TRACEGRAD_CACHE_MB", "512")
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise ValueError(f"TRACEGRAD_CACHE_MB={raw!r}: expected a number of megabytes (the kernel cache's size "
+                         f"bound)") from None
+    return int(mb * 1e6)
+
+
+def _modules_on_disk(path: str) -> dict:
+    """Cached modules: {module name: (last use, bytes, files)}; last use is the generated file's mtime
+    (`load_module` touches it)."""
+    modules: dict = {}
+    for f in _cache_files(path):
+        base = os.path.basename(f)
+        if not base.startswith("tracegrad_kernels_"):
+            continue
+        name = base.split(".")[0]
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        used, size, files = modules.get(name, (0.0, 0, []))
+        used = max(used, st.st_mtime) if base.endswith(".py") else used
+        modules[name] = (used, size + st.st_size, files + [f])
+    return modules
+
+
+def prune_cache(limit: int | None = None, keep: str = "") -> int:
+    """Delete the least recently used modules (the generated file and numba's files for it) until the cache
+    fits in `limit` bytes (`cache_limit()`); modules this process has loaded, and `keep`, stay. Returns how
+    many went."""
+    limit = cache_limit() if limit is None else limit
+    modules = _modules_on_disk(cache_dir())
+    total = sum(size for _, size, _ in modules.values())
+    loaded = {m.__name__ for m in _LOADED.values()} | {keep}
+    removed = 0
+    for name, (_, size, files) in sorted(modules.items(), key=lambda kv: kv[1][0]):
+        if total <= limit:
+            break
+        if name in loaded:
+            continue
+        for f in files:
+            try:
+                os.remove(f)
+            except OSError:
+                pass
+        total -= size
+        removed += 1
+    return removed
+
+
 def cache_report() -> str:
     """Where the kernel cache is and what it holds (``python -m tracegrad cache``)."""
     path = cache_dir()
     files = _cache_files(path)
     size = sum(os.path.getsize(f) for f in files if os.path.exists(f))
     modules = sum(1 for f in files if f.endswith(".py"))
-    return f"kernel cache: {path}\n{modules} generated modules, {len(files)} files, {size / 1e6:.1f} MB"
+    return (f"kernel cache: {path}\n{modules} generated modules, {len(files)} files, {size / 1e6:.1f} MB "
+            f"(bound: {cache_limit() / 1e6:.0f} MB, TRACEGRAD_CACHE_MB; least recently used modules go first)")
 
 
 def clear_cache() -> int:
@@ -128,11 +184,14 @@ def _numba_files(module) -> list:
 @functools.lru_cache(maxsize=1)
 def _versions() -> str:
     from .. import __version__
-    # NOTE: found, not imported (vecmath imports numba, which costs half a second)
-    vecmath = importlib.util.find_spec("tracegrad.compiler.vecmath").origin
-    with open(vecmath, "rb") as f:  # generated modules call vecmath: its changes must miss the cache
-        vm = hashlib.sha256(f.read()).hexdigest()[:12]
-    return f"tracegrad {__version__}, numba {version('numba')}, numpy {np.__version__}, vecmath {vm}"
+    # NOTE: found, not imported (they import numba, which costs half a second); generated modules call them, so
+    # their changes must miss the cache
+    helpers = hashlib.sha256()
+    for name in ("tracegrad.compiler.vecmath", "tracegrad.compiler.blas"):
+        with open(importlib.util.find_spec(name).origin, "rb") as f:
+            helpers.update(f.read())
+    return f"tracegrad {__version__}, numba {version('numba')}, numpy {np.__version__}, " \
+           f"helpers {helpers.hexdigest()[:12]}"
 
 
 def module_digest(source: str) -> tuple[str, str]:
@@ -144,6 +203,23 @@ def module_digest(source: str) -> tuple[str, str]:
 def is_loaded(source: str) -> bool:
     """Whether this process has imported (and so compiled or loaded) the module of `source` already."""
     return module_digest(source)[1] in _LOADED
+
+
+def cached_on_disk(source: str) -> bool:
+    """Whether the kernel cache holds machine code for every entry function of `source` (numba's index files
+    next to its intact module): loading it takes a fraction of a second, compiling it seconds."""
+    text, digest = module_digest(source)
+    name = f"tracegrad_kernels_{digest}"
+    path = os.path.join(cache_dir(), name + ".py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() != text:
+                return False
+        files = os.listdir(os.path.join(os.path.dirname(path), "__pycache__"))
+    except OSError:
+        return False
+    functions = [line[4:line.index("(")] for line in source.splitlines() if line.startswith("def segment_")]
+    return all(any(f.startswith(f"{name}.{fn}-") and f.endswith(".nbi") for f in files) for fn in functions)
 
 
 def load_module(source: str):
@@ -164,6 +240,12 @@ def load_module(source: str):
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+        prune_cache(keep=name)  # a new module: the least recently used ones go if the cache outgrew its bound
+    else:
+        try:
+            os.utime(path)  # its last use, for `prune_cache`
+        except OSError:
+            pass
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -53,6 +54,7 @@ class NativeJob:
         self.process = None
         self.error = None
         self.finished = None
+        self.program = None  # built by a `LoadJob` in this process once the machine code is on disk
 
     def start(self) -> None:
         env = dict(os.environ, TRACEGRAD_CACHE_DIR=self.cache, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -77,6 +79,42 @@ class NativeJob:
                 lines = []
             self.error = (lines[-1] if lines else f"exit code {returncode}")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LoadJob:
+    """Loading native code that is on disk already (a warm kernel cache, or a background compile that ended): a
+    thread of this process builds the `NativeProgram` and runs it once on copies of one call's inputs, since
+    numba imports and loads each segment at its first call (0.3-0.8 s, most of it importing numba). The calls
+    meanwhile keep running in the interpreter; `program` is ready when `done()`."""
+
+    def __init__(self, graph, fastmath: bool, inputs: list):
+        self.error = None
+        self.program = None
+        self.finished = None
+        copies = [np.array(a, copy=True, order="K") for a in inputs]  # order K: the layouts the calls pass
+        self.thread = threading.Thread(target=self._load, args=(graph, fastmath, copies), daemon=True,
+                                       name="tracegrad-native-load")
+        self.thread.start()
+
+    def _load(self, graph, fastmath: bool, copies: list) -> None:
+        from .interpreter import GuardError
+        from .native import NativeProgram
+        try:
+            program = NativeProgram(graph, fastmath=fastmath)
+            try:
+                program.run(copies)
+            except GuardError:
+                pass  # the segments before the guard loaded; the calls check guards on their own values
+            self.program = program
+        except Exception as e:  # noqa: BLE001 - reported once by the variant, which stays in the interpreter
+            self.error = f"{type(e).__name__}: {e}"
+        self.finished = time.perf_counter()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def wait(self) -> None:
+        self.thread.join()
 
 
 def poll() -> None:
@@ -113,11 +151,16 @@ def native_or_job(graph, fastmath: bool, inputs: list):
     source = ModuleSource(native_graph(graph), fastmath=fastmath).module_source
     if native.is_loaded(source):
         return native.NativeProgram(graph, fastmath=fastmath), None
+    if native.cached_on_disk(source):  # a warm cache: loaded by a thread of this process, no compile
+        return None, LoadJob(graph, fastmath, inputs)
     return None, submit(graph, fastmath, inputs, native.module_digest(source)[1], native.cache_dir())
 
 
-def wait(job: NativeJob) -> None:
+def wait(job) -> None:
     """Block until `job` has ended (running the queue ahead of it)."""
+    if isinstance(job, LoadJob):
+        job.wait()
+        return
     while not job.done():
         running = _RUNNING[0] if _RUNNING else None
         if running is not None:

@@ -159,13 +159,22 @@ class Variant:
             if native is not None:  # the same module is loaded already (another batch size, another function)
                 self._program, self.tier, self.native_after = native, "native", self.calls
         elif self.job is not None and self.job.done():
-            self._switch()
+            self._switch(inputs)
         return self.program
 
-    def _switch(self) -> None:
-        """The background compile ended: load its native program (or keep the interpreter, saying why once)."""
+    def _switch(self, inputs=None) -> None:
+        """The background job ended: run its native program from now on (or keep the interpreter, saying why
+        once). A compile that ended leaves machine code on disk: a thread loads it (`tiered.LoadJob`) while the
+        calls go on in the interpreter, unless the caller waits anyway (`inputs` None)."""
         job, self.job = self.job, None
         if job.error is None:
+            if job.program is not None:
+                self._program, self.tier, self.native_after = job.program, "native", self.calls
+                return
+            if inputs is not None:
+                from ..runtime import tiered
+                self.job = tiered.LoadJob(self.graph, self.fastmath, inputs)
+                return
             try:
                 self._program, self.tier, self.native_after = self._native(self.graph), "native", self.calls
                 return
