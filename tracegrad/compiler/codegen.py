@@ -2,10 +2,10 @@
 
 The nodes run in `kernel_order`. Runs of consecutive units the codegen handles (fusion groups, reshape,
 permute, expand, 2-D matmul) become one *segment*: an ``@njit`` entry function holding the group kernels
-(as inlined loop nests: one function compiles much faster than many) and BLAS calls (`compiler.blas`), so the segment crosses
-from Python to native code once. The other nodes (convolution, indexing, random draws, ...) run their
-numpy forward between segments; for a graph with none of them (an MLP training step) the whole graph is
-one native call.
+(as inlined loop nests: one function compiles much faster than many) and BLAS calls (`compiler.blas`), so
+the segment crosses from Python to native code once. The other nodes (convolution, indexing, random
+draws, ...) run their numpy forward between segments; for a graph with none of them (an MLP training step)
+the whole graph is one native call.
 
 Each fusion group becomes a kernel: a loop nest over the group's domain, innermost dimension last (the
 arrays are contiguous there, so LLVM can vectorize it), broadcast inputs indexed with 0 on their size-1
