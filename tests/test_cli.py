@@ -13,8 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args, timeout=600):
+def run_cli(*args, timeout=600, defaults=False):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if defaults:
+        env.pop("TRACEGRAD_BACKEND", None)
+        env.pop("TRACEGRAD_TIERED", None)
     out = subprocess.run([sys.executable, "-m", "tracegrad", *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr
@@ -24,7 +27,8 @@ def run_cli(*args, timeout=600):
 def test_demo_quick_trains_in_three_modes_and_writes_the_ir_and_kernels(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("tqdm")
-    out = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path))
+    # the library's defaults (numba, tiered), not the suite's (conftest.py)
+    out = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path), defaults=True)
     rows = {}
     for mode in ("eager", "compiled, interpreter", "compiled, numba"):
         line = next(x for x in out.splitlines() if x.startswith(mode + " "))
@@ -37,6 +41,7 @@ def test_demo_quick_trains_in_three_modes_and_writes_the_ir_and_kernels(tmp_path
     assert "=== guards" in ir and "[fused" in ir
     assert "@njit" in kernels and "def segment_0(" in kernels
     assert str(tmp_path / "step_kernels.py") in out
+    assert "The default compile (numba, tiered)" in out and "in the interpreter (" in out
 
 
 def test_bench_quick_prints_every_table_and_saves_the_plot(tmp_path):

@@ -2,9 +2,10 @@
 
 The same model, data order and initial weights are trained three ways: eager mode (the graph is built anew
 at every step), `compile(backend="interpret")` (the step traced once into a graph, run by the interpreter)
-and `compile(backend="numba")` (the graph fused into numba kernels, one native call per step). It prints
-the test accuracy, the median time per step and the speed-up of each mode, what compiling cost, and writes
-the step's IR and its generated kernels to files.
+and the default `compile` (the graph fused into numba kernels, one native call per step; until they are
+compiled, in the background, the interpreter runs the step). It prints the test accuracy, the median time
+per step and the speed-up of each mode, what compiling cost, when native code took over, and writes the
+step's IR and its generated kernels to files.
 
 >>> from tracegrad.demo import digits
 >>> x_train, y_train, x_test, y_test = digits()
@@ -64,11 +65,16 @@ def accuracy(model, x, y) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def train(mode: str, data, epochs: int, batch: int = 64, lr: float = 0.05, seed: int = 0, progress=True):
+def train(mode: str, data, epochs: int, batch: int = 64, lr: float = 0.05, seed: int = 0, progress=True,
+          until_native: float = 0.0):
     """Train the digits MLP in `mode` (a key of MODES); returns a dict of results.
 
-    Keys: ``losses`` (one per step), ``step_times`` (seconds, one per step), ``accuracy`` (test set),
-    ``model`` and ``step`` (the function that was called: a `CompiledFunction` in the compiled modes).
+    Keys: ``losses`` (one per step), ``step_times`` (seconds, one per step), ``starts`` (when each step began,
+    seconds after the first), ``tiers`` (what ran each compiled
+    step: ``"interpreter"`` or ``"native"``), ``accuracy`` (test set, after `epochs`), ``model`` and ``step`` (the
+    function that was called: a `CompiledFunction` in the compiled modes). The numba mode is the default
+    `compile` (tiered): with ``until_native`` seconds, training goes on past `epochs` (up to that long) until
+    native code took over and ran two epochs, so that both tiers are timed.
     """
     from tqdm import tqdm
 
@@ -76,27 +82,56 @@ def train(mode: str, data, epochs: int, batch: int = 64, lr: float = 0.05, seed:
     model = mlp(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     step = training_step(model, opt)
-    if MODES[mode] is not None:
-        # NOTE: tiered=False: the numba row times native code from its first replay on (the README's loop
-        # benchmark, `python -m tracegrad.bench.loop`, shows the default, tiered compile)
-        step = torch.compile(step, backend=MODES[mode], tiered=False)
+    if MODES[mode] == "numba":
+        step = torch.compile(step)  # the default: numba kernels, the interpreter until they are ready
+    elif MODES[mode] is not None:
+        step = torch.compile(step, backend=MODES[mode])
     torch.manual_seed(seed)  # the same shuffling in every mode
     # NOTE: drop_last keeps every batch the same shape, so a compiled step traces once, not once more at the end
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train, y_train), batch_size=batch,
                                          shuffle=True, drop_last=True)
-    losses, times = [], []
+    losses, times, tiers, starts, result = [], [], [], [], {}
+    start = time.perf_counter()
     with tqdm(total=epochs * len(loader), desc=f"{mode:>21}", unit="step", disable=not progress,
               leave=True, mininterval=0.25) as bar:
-        for _ in range(epochs):
+        epoch = 0
+        while epoch < epochs or (until_native and time.perf_counter() - start < until_native and
+                                 tiers.count("native") < 2 * len(loader)):
+            if epoch == epochs:
+                result["accuracy"] = accuracy(model, x_test, y_test)
+                bar.set_description(f"{mode:>21} (on until native)")
             for x, y in loader:
                 t0 = time.perf_counter()
                 loss = step(x, y)
                 times.append(time.perf_counter() - t0)
+                starts.append(t0 - start)
                 losses.append(loss.item())
+                variant = getattr(step, "last_variant", None)
+                tiers.append(variant.tier if variant is not None else None)
                 bar.update()
+            epoch += 1
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return {"losses": losses, "step_times": times, "accuracy": accuracy(model, x_test, y_test), "model": model,
-            "step": step}
+    result.setdefault("accuracy", accuracy(model, x_test, y_test))
+    return {"losses": losses, "step_times": times, "tiers": tiers, "starts": starts, "model": model, "step": step,
+            "steps": epochs * len(loader), **result}
+
+
+def _native_arrival(r: dict) -> str:
+    """When the default compile's native code took over, and the time per step before and after."""
+    tiers, times = r["tiers"], r["step_times"]
+    first = next((k for k, t in enumerate(tiers) if t == "native"), None)
+    interpreted = [t for t, tier in zip(times, tiers) if tier == "interpreter"]
+    before = f"{statistics.median(interpreted) * 1e6:.0f} us per step" if interpreted else "no step"
+    variant = r["step"].last_variant
+    if first is None:
+        return (f"The default compile (numba, tiered) ran all {len(times)} steps in the interpreter ({before}): its "
+                f"native code was not ready yet. `step.wait_native()` waits for it.")
+    after = statistics.median(times[first:]) * 1e6
+    return (f"The default compile (numba, tiered): calls 1-2 traced the step, calls 3-{first} ran in the interpreter "
+            f"({before}) while the native code was {variant.native_from}; it took over at call {first + 1}, "
+            f"{r['starts'][first]:.2f} s after the first call, and ran {after:.0f} us per step from then on"
+            + (f" (training went on past the {r['steps']} steps of the table to time both)."
+               if len(times) > r["steps"] else "."))
 
 
 def run(quick: bool = False, out_dir: str = os.path.join("build", "tracegrad-demo"), out=print,
@@ -112,24 +147,26 @@ def run(quick: bool = False, out_dir: str = os.path.join("build", "tracegrad-dem
     # NOTE: one BLAS thread: these matrices are too small to gain from a second one, and idle BLAS threads
     # spinning on a shared 2-core machine made per-step medians swing by 2-20x between runs
     with threadpool_limits(limits=1):
-        results = {mode: train(mode, data, epochs, progress=progress) for mode in MODES}
+        results = {mode: train(mode, data, epochs, progress=progress, until_native=60.0 if mode == "compiled, numba"
+                               and not quick else 0.0) for mode in MODES}
 
     eager = results["eager"]
     out(f"\n{'mode':<22}{'test accuracy':>14}{'us per step':>13}{'speed-up':>10}{'compile, s':>12}"
         f"{'max |loss - eager|':>20}")
     for mode, r in results.items():
-        r["median_us"] = statistics.median(r["step_times"][3:] or r["step_times"]) * 1e6
+        timed = [t for t, tier in zip(r["step_times"], r["tiers"]) if tier == "native"] or r["step_times"][3:]
+        r["median_us"] = statistics.median(timed or r["step_times"]) * 1e6
         r["speedup"] = statistics.median(eager["step_times"][3:] or eager["step_times"]) * 1e6 / r["median_us"]
         # what the first three calls cost beyond three ordinary steps: tracing twice, then compiling
         r["compile_s"] = max(0.0, sum(r["step_times"][:3]) - 3 * r["median_us"] / 1e6)
         diff = max(abs(a - b) for a, b in zip(r["losses"], eager["losses"]))
         out(f"{mode:<22}{r['accuracy']:>14.1%}{r['median_us']:>13.0f}{r['speedup']:>9.1f}x{r['compile_s']:>12.2f}"
             f"{diff:>20.2g}")
-    out("\nus per step: the median over all steps but the first three. compile: what the first three steps cost "
-        "beyond three ordinary ones. A compiled step traces at its first call and again at its second (the first "
-        "optimizer step created the momentum buffers, new captured state); from the third call on it replays the "
-        "graph. The numba backend generates and compiles its kernels at that third call, or loads them from its "
-        "disk cache. Eager mode builds the autograd graph anew at every step.")
+    out("\nus per step: the median over all steps but the first three (for numba, over the steps native code ran). "
+        "compile: what the first three steps cost beyond three ordinary ones. A compiled step traces at its first "
+        "call and again at its second (the first optimizer step created the momentum buffers, new captured state); "
+        "from the third call on it replays the graph. Eager mode builds the autograd graph anew at every step.\n")
+    out(_native_arrival(results["compiled, numba"]))
 
     from .runtime.native import cache_dir
     compiled = results["compiled, numba"]["step"]
@@ -144,10 +181,9 @@ def run(quick: bool = False, out_dir: str = os.path.join("build", "tracegrad-dem
         f.write(explanation.kernel_source)
     graph = explanation.graph
     groups = {n.group for n in explanation.fused.nodes if n.group is not None}
-    program = compiled.last_variant.program
     out(f"\nThe compiled step is a graph of {len(graph.nodes)} nodes ({graph.counts_by_kind()}); the numba backend "
-        f"fuses its elementwise ops into {len(groups)} loop nests and runs the whole step as {program.n_native} "
-        f"native call(s), updating the weights and momentum buffers in place.")
+        f"fuses its elementwise ops into {len(groups)} loop nests and runs the whole step as "
+        f"{explanation.native_calls} native call(s), updating the weights and momentum buffers in place.")
     out(f"  IR, guards and node counts:   {ir_path}")
     out(f"  generated numba kernels:      {kernels_path}")
     out(f"  numba's disk cache:           {cache_dir()}")

@@ -435,6 +435,11 @@ class Explanation:
         return self._module.source
 
     @property
+    def native_calls(self) -> int:
+        """How many native calls (segments) ``backend="numba"`` runs this graph as; numpy runs the nodes between."""
+        return sum(1 for step in self._module.steps if step[0] == "native")
+
+    @property
     def dynamic_sizes(self) -> dict:
         """The sizes the numba kernels read at run time (``{'n0': 'x dim 0, y dim 0'}``): a call that differs
         only in them traces once more and reuses the compiled kernels."""

@@ -54,6 +54,7 @@ class Variant:
         self.job = None          # the background compile of a tiered variant, until it ends
         self.tier = None         # "interpreter" or "native": what runs the calls now
         self.native_after = None  # calls run before native code took over (tiered)
+        self.native_from = None   # where the native code came from (tiered): see `_program_for`
         self.calls = 0
         self.reference = Program(self.graph, keep_all=True) if check and backend == "numba" else None
         if region is not None:
@@ -158,6 +159,10 @@ class Variant:
             native, self.job = tiered.native_or_job(self.graph, self.fastmath, inputs)
             if native is not None:  # the same module is loaded already (another batch size, another function)
                 self._program, self.tier, self.native_after = native, "native", self.calls
+                self.native_from = "loaded in this process already"
+            else:
+                self.native_from = ("loaded from the kernel cache" if isinstance(self.job, tiered.LoadJob) else
+                                    "compiled by a background process")
         elif self.job is not None and self.job.done():
             self._switch(inputs)
         return self.program
