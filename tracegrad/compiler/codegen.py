@@ -320,7 +320,13 @@ class ModuleSource:
 
     # ------------------------------------------------------------------ kernels
     def _group(self, unit, made_outside, needed) -> list:
-        """The lines of a fusion group's kernel: allocations, then one loop nest over the group's domain."""
+        """The lines of a fusion group's kernel: allocations, then one loop nest over the group's domain.
+
+        A reduction epilogue over the innermost dimensions (a row sum, a full sum) accumulates in a local
+        variable, initialised before the loops over the reduced dimensions and stored after them; over other
+        dimensions (a column sum) in an array with the kept dimensions, stored by a loop after the nest. Either
+        way the only array functions the kernel calls are ``np.empty`` (each other one is a numba overload
+        compiled once per process, a good part of a cold compile)."""
         epilogue = unit[-1] if unit[-1].op.name in EPILOGUES else None
         members = unit[:-1] if epilogue is not None else unit
         domain = self.shape(epilogue.inputs[0] if epilogue is not None else members[0].out)
@@ -333,9 +339,11 @@ class ModuleSource:
                     loads.append(v)
         stored = [n.out for n in members if needed(n.out)]
         size = math.prod(int(n) for n in domain)
-        parallel = size >= PARALLEL_THRESHOLD and d > 0 and not (epilogue is not None and
-                                                                 0 in epilogue.params["axes"])
+        axes = set(epilogue.params["axes"]) if epilogue is not None else set()
+        parallel = size >= PARALLEL_THRESHOLD and d > 0 and 0 not in axes
         self.parallel = self.parallel or parallel
+        # the loop depth where a local accumulator starts (the reduced dimensions are the innermost ones), or None
+        local_acc = d - len(axes) if epilogue is not None and axes == set(range(d - len(axes), d)) else None
         lines = [f"# kernel {self.n_kernels}: {', '.join(n.out.name + ' ' + n.op.name for n in unit)} fused over "
                  f"[{', '.join(self.cdim(n) for n in domain)}]"]
         self.n_kernels += 1
@@ -345,7 +353,14 @@ class ModuleSource:
             else:
                 lines.append(f"{self.name(v)} = np.empty({self.dims(self.shape(v))}, {_CAST[v.dtype.name]})")
         if epilogue is not None:
-            lines.append(self._accumulator(epilogue, domain))
+            out = epilogue.out
+            acc, (start, acc_dt) = f"acc_{self.name(out)}", self._accumulator(epilogue)
+            lines.append(f"{self.name(out)} = np.empty({self.dims(self.shape(out))}, {_CAST[out.dtype.name]})")
+            kept = [k for k in range(d) if k not in axes]
+            if local_acc is None:  # an array of the kept dimensions, set to the start value
+                lines += self._nest([domain[k] for k in kept], [idx[k] for k in kept],
+                                    [f"{acc}[{', '.join(idx[k] for k in kept)}] = {start}"],
+                                    before=[f"{acc} = np.empty({self.dims([domain[k] for k in kept])}, {acc_dt})"])
         local: dict = {}
         for v in loads:  # 0-d values are loaded once, before the loops
             operand = self._operand(v)
@@ -354,9 +369,13 @@ class ModuleSource:
                 lines.append(f"{local[v]} = {operand}[()]  # load {v.name}")
         indent = ""
         for k in range(d):
+            if k == local_acc:
+                lines.append(f"{indent}{acc} = {start}")
             loop = "prange" if (k == 0 and parallel) else "range"
             lines.append(f"{indent}for {idx[k]} in {loop}({self.dim(domain[k])}):")
             indent += "    "
+        if local_acc == d:  # a reduction over no dimension
+            lines.append(f"{indent}{acc} = {start}")
         for v in loads:
             if v in local:
                 continue
@@ -384,36 +403,48 @@ class ModuleSource:
             lines.append(f"{indent}{local[node.out]} = {_CAST[node.out.dtype.name]}({expr})  # {self.describe(node)}")
         for v in stored:
             lines.append(f"{indent}{self.name(v)}[{', '.join(idx) if d else '()'}] = {local[v]}")
-        if epilogue is not None:
-            axes = set(epilogue.params["axes"])
-            at = ", ".join("0" if k in axes else idx[k] for k in range(d)) if d else "()"
-            acc, val = f"acc_{self.name(epilogue.out)}", local[epilogue.inputs[0]]
-            if epilogue.op.name == "sum":
-                lines.append(f"{indent}{acc}[{at}] += {val}  # {self.describe(epilogue)}")
-            else:
-                better = ">" if epilogue.op.name == "amax" else "<"
-                lines.append(f"{indent}if {val} {better} {acc}[{at}] or {val} != {val}:  # {self.describe(epilogue)}")
-                lines.append(f"{indent}    {acc}[{at}] = {val}")
-            out = epilogue.out
-            shape = self.dims(self.shape(out))
-            lines.append(f"{self.name(out)} = {acc}.astype({_CAST[out.dtype.name]}).reshape({shape})")
+        if epilogue is None:
+            return lines
+        target = acc if local_acc is not None else f"{acc}[{', '.join(idx[k] for k in kept)}]"
+        val = local[epilogue.inputs[0]]
+        if epilogue.op.name == "sum":
+            lines.append(f"{indent}{target} += {val}  # {self.describe(epilogue)}")
+        else:
+            better = ">" if epilogue.op.name == "amax" else "<"
+            lines.append(f"{indent}if {val} {better} {target} or {val} != {val}:  # {self.describe(epilogue)}")
+            lines.append(f"{indent}    {target} = {val}")
+        keepdim = len(out.shape) == d
+        at = ", ".join(("0" if k in axes else idx[k]) if keepdim else idx[k] for k in range(d)
+                       if keepdim or k not in axes) or "()"
+        cast = _CAST[out.dtype.name]
+        if local_acc is not None:  # stored once the loops over the reduced dimensions are done
+            lines.append(f"{'    ' * local_acc}{self.name(out)}[{at}] = {cast}({acc})")
+        else:
+            lines += self._nest([domain[k] for k in kept], [idx[k] for k in kept],
+                                [f"{self.name(out)}[{at}] = {cast}({target})"])
         return lines
 
-    def _accumulator(self, node, domain) -> str:
-        axes = set(node.params["axes"])
-        shape = self.dims(1 if k in axes else n for k, n in enumerate(domain))
+    def _nest(self, dims, names, body, before=()) -> list:
+        """A plain loop nest over `dims` (loop variables `names`) around `body`, after the lines `before`."""
+        lines, indent = list(before), ""
+        for n, name in zip(dims, names):
+            lines.append(f"{indent}for {name} in range({self.dim(n)}):")
+            indent += "    "
+        return lines + [indent + line for line in body]
+
+    def _accumulator(self, node) -> tuple[str, str]:
+        """A reduction's start value (as code) and its accumulator's dtype (float sums accumulate in float64)."""
         dt = node.out.dtype.name
         acc_dt = "np.float64" if dt in ("float32", "float64") and node.op.name == "sum" else _CAST[dt]
-        name = f"acc_{self.name(node.out)}"
         if node.op.name == "sum":
-            return f"{name} = np.zeros({shape}, {acc_dt})"
+            return f"{acc_dt}(0)", acc_dt
         if dt == "bool":
             start = "False" if node.op.name == "amax" else "True"
         elif dt == "int64":
             start = str(np.iinfo(np.int64).min if node.op.name == "amax" else np.iinfo(np.int64).max)
         else:
             start = "-np.inf" if node.op.name == "amax" else "np.inf"
-        return f"{name} = np.full({shape}, {start}, {acc_dt})"
+        return f"{acc_dt}({start})", acc_dt
 
 
 def _index(shape, domain) -> str:

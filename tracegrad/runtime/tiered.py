@@ -1,13 +1,16 @@
 """Tiered execution: a new variant runs in the interpreter at once while its native code is compiled elsewhere.
 
 Compiling a step's kernels with numba takes seconds; nobody should wait for it. When a variant of the numba
-backend first runs, `submit` hands its graph and a copy of that call's inputs to a *background process*
-(``python -m tracegrad.runtime.tiered JOB``) which builds the same `NativeProgram`, runs it once on the copies
-(so numba compiles every segment for exactly the argument types the real calls will pass) and leaves the
-machine code in the kernel cache on disk. It uses the other core and never holds this process's GIL.
-Meanwhile the variant runs in the interpreter (bit-equal to eager). At a call boundary after the job
-finished, the variant loads the native program from the cache (a fraction of a second) and runs native from
-then on; if the job failed, it stays in the interpreter and says why once.
+backend first runs, `submit` hands its graph and a copy of that call's inputs to a *background process*, the
+compile worker (``python -m tracegrad.runtime.tiered --worker``), which builds the same `NativeProgram`, runs
+it once on the copies (so numba compiles every segment for exactly the argument types the real calls will
+pass) and leaves the machine code in the kernel cache on disk. It uses the other core and never holds this
+process's GIL. The worker is started at the first call of a tiered compiled function (`start_worker`), so
+that starting Python and importing tracegrad and numba (1-1.5 s) overlap the trace, and it serves every later
+compile of this process. Meanwhile the variant runs in the interpreter (bit-equal to eager). When the job has
+finished, a thread of this process loads the native program from the cache (`LoadJob`: importing numba and
+loading take 0.3-1 s, during which the calls go on), and the variant runs native from the next call on; if
+the job failed, it stays in the interpreter and says why once.
 
 One job runs at a time (the machine has few cores; the jobs queue); a job for a module that is already being
 compiled or is loaded in this process is not repeated. `wait` blocks until a job is done (benchmarks and
@@ -36,12 +39,57 @@ import traceback
 import numpy as np
 
 _QUEUE: list = []       # jobs not started yet, oldest first
-_RUNNING: list = []     # the job whose process runs (at most one)
+_RUNNING: list = []     # the job the worker compiles now (at most one)
 _BY_KEY: dict = {}      # module digest -> its job (so one module is compiled once)
+_WORKER: list = []      # the compile worker of this process, once started
+
+
+class Worker:
+    """The background compile process, fed one job at a time through its stdin; a reader thread collects each
+    job's outcome from its stdout (``ok DIR`` or ``error DIR MESSAGE``)."""
+
+    def __init__(self):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   NUMBA_NUM_THREADS="1")
+        self.process = subprocess.Popen([sys.executable, "-m", "tracegrad.runtime.tiered", "--worker"], env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, bufsize=1)
+        self.outcomes: dict = {}  # job directory -> None (compiled) or the error message
+        self.reader = threading.Thread(target=self._read, daemon=True, name="tracegrad-compile-worker")
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            kind, path, *message = line.rstrip("\n").split("\t")
+            self.outcomes[path] = message[0] if kind == "error" else None
+
+    def send(self, job) -> bool:
+        """Hand `job` to the worker; False if it has ended."""
+        try:
+            self.process.stdin.write(f"{job.dir}\t{job.cache}\n")
+            self.process.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def ended(self) -> int | None:
+        """The worker's exit code once it has ended (and its last outcomes have been read), else None."""
+        rc = self.process.poll()
+        if rc is not None:
+            self.reader.join(timeout=1.0)
+        return rc
+
+
+def start_worker() -> Worker:
+    """The compile worker, started if it isn't running (at the first call of a tiered compiled function)."""
+    if _WORKER and _WORKER[0].process.poll() is None:
+        return _WORKER[0]
+    _WORKER[:] = [Worker()]
+    return _WORKER[0]
 
 
 class NativeJob:
-    """One background compile: the graph, a copy of one call's inputs, and the process that compiles them."""
+    """One background compile: the graph and a copy of one call's inputs in a directory the worker reads."""
 
     def __init__(self, graph, fastmath: bool, inputs: list, key: str, cache: str):
         self.key, self.cache = key, cache
@@ -51,33 +99,35 @@ class NativeJob:
         # NOTE: np.save keeps C or Fortran order, so numba compiles for the layouts the real calls pass
         for i, a in enumerate(inputs):
             np.save(os.path.join(self.dir, f"in{i}.npy"), np.asarray(a), allow_pickle=False)
-        self.process = None
+        self.worker = None
         self.error = None
         self.finished = None
         self.program = None  # built by a `LoadJob` in this process once the machine code is on disk
 
     def start(self) -> None:
-        env = dict(os.environ, TRACEGRAD_CACHE_DIR=self.cache, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-        self.log = open(os.path.join(self.dir, "log.txt"), "wb")  # noqa: SIM115 - closed when the job ends
-        self.process = subprocess.Popen([sys.executable, "-m", "tracegrad.runtime.tiered", self.dir], env=env,
-                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        self.worker = start_worker()
+        if not self.worker.send(self):
+            self._end(f"exit code {self.worker.ended()}")
 
     def done(self) -> bool:
-        """Whether the job has ended (starting queued jobs as the process frees up)."""
+        """Whether the job has ended (starting queued jobs as the worker frees up)."""
         poll()
         return self.finished is not None
 
-    def _end(self, returncode: int) -> None:
+    def outcome(self):
+        """``(ended, error)``: whether the worker has finished this job, and the error if it failed."""
+        if self.dir in self.worker.outcomes:
+            return True, self.worker.outcomes[self.dir]
+        rc = self.worker.ended()
+        if rc is None:
+            return False, None
+        if self.dir in self.worker.outcomes:
+            return True, self.worker.outcomes[self.dir]
+        return True, f"exit code {rc}"
+
+    def _end(self, error) -> None:
         self.finished = time.perf_counter()
-        self.log.close()
-        if returncode != 0:
-            try:
-                with open(os.path.join(self.dir, "log.txt"), encoding="utf-8", errors="replace") as f:
-                    lines = f.read().strip().splitlines()
-            except OSError:
-                lines = []
-            self.error = (lines[-1] if lines else f"exit code {returncode}")
+        self.error = error
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -118,18 +168,22 @@ class LoadJob:
 
 
 def poll() -> None:
-    """Reap the running job if it ended and start the next one."""
-    if _RUNNING:
-        job = _RUNNING[0]
-        rc = job.process.poll()
-        if rc is None:
+    """Reap the running job if it ended and hand the next one to the worker."""
+    while True:
+        if _RUNNING:
+            job = _RUNNING[0]
+            ended, error = job.outcome()
+            if not ended:
+                return
+            _RUNNING.clear()
+            job._end(error)
+        if not _QUEUE:
             return
-        _RUNNING.clear()
-        job._end(rc)
-    if _QUEUE:
         job = _QUEUE.pop(0)
         _RUNNING.append(job)
         job.start()
+        if job.finished is not None:  # the worker could not take it
+            _RUNNING.clear()
 
 
 def submit(graph, fastmath: bool, inputs: list, key: str, cache: str) -> NativeJob:
@@ -162,11 +216,7 @@ def wait(job) -> None:
         job.wait()
         return
     while not job.done():
-        running = _RUNNING[0] if _RUNNING else None
-        if running is not None:
-            running.process.wait()
-        else:
-            time.sleep(0.001)
+        time.sleep(0.002)
 
 
 def _compile_job(path: str) -> None:
@@ -189,10 +239,28 @@ def _compile_job(path: str) -> None:
         pass  # the kernels before the guard compiled; the main process checks guards on its own values
 
 
+def _serve() -> None:
+    """The worker's loop: set numba up at once, then compile each job named on stdin, reporting on stdout."""
+    report = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else printed (numba, TRACEGRAD_SHOW_KERNELS) must not reach the report channel
+    sys.stdout = sys.stderr
+    from numba import njit
+
+    njit(lambda x: x + 1)(1)  # numba's compiler set-up (half a second), while the main process traces
+    from . import native
+    cache = None
+    for line in sys.stdin:
+        path, job_cache = line.rstrip("\n").split("\t")
+        if job_cache != cache:  # modules loaded for another cache directory are compiled again into this one
+            os.environ["TRACEGRAD_CACHE_DIR"] = cache = job_cache
+            native._LOADED.clear()
+        try:
+            _compile_job(path)
+            report.write(f"ok\t{path}\n")
+        except BaseException:  # noqa: BLE001 - reported to the main process, which stays in the interpreter
+            last = traceback.format_exc().strip().splitlines()[-1]
+            report.write(f"error\t{path}\tnative compile failed: {last}\n")
+
+
 if __name__ == "__main__":
-    try:
-        _compile_job(sys.argv[1])
-    except BaseException:  # noqa: BLE001 - reported to the main process through the log's last line
-        traceback.print_exc()
-        print(f"native compile failed: {traceback.format_exc().strip().splitlines()[-1]}")
-        sys.exit(1)
+    _serve()

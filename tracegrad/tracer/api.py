@@ -229,6 +229,9 @@ class CompiledFunction:
     eager_calls = 0
 
     def _trace_and_run(self, key, leaves, args, kwargs, reason):
+        if self.tiered and self.backend == "numba" and not self.check:
+            from ..runtime import tiered
+            tiered.start_worker()  # Python, tracegrad and numba start up on the other core while this traces
         tracer = Tracer(self._name, strict=self.strict)
         try:
             out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)
