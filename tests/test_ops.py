@@ -98,3 +98,18 @@ def test_scalar_expression_matches_forward(name):
     expected = op.forward(*vals, **params)
     got = [eval_scalar(op, *[v[i].item() for v in vals], **params) for i in range(8)]
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.astype(np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", [None, "interpret", "numba"])
+def test_sign_of_nan_is_zero_as_in_pytorch_in_every_mode(backend):
+    def f(x):
+        return x.sign(), x.sqrt().sign()
+
+    fn = f if backend is None else tg.compile(f, backend=backend, **({"tiered": False} if backend == "numba" else {}))
+    x = tg.tensor([float("nan"), -0.0, 2.0, -3.0])
+    for _ in range(2):
+        s, t = fn(x)
+        assert s.tolist() == [0.0, 0.0, 1.0, -1.0] and t.tolist() == [0.0, 0.0, 1.0, 0.0]
+    x = tg.tensor([float("nan"), -2.0], requires_grad=True)
+    x.abs().sum().backward()
+    assert x.grad.tolist() == [0.0, -1.0]  # PyTorch: sign(nan) * 1 = 0

@@ -90,7 +90,13 @@ log_sigmoid = _unary("log_sigmoid", lambda x: -np.logaddexp(0, -x).astype(x.dtyp
                      (lambda g, out, x: g * (-x).sigmoid(),), (0,), backward_name="LogSigmoidBackward0")
 sin = _unary("sin", np.sin, "math.sin({0})", (lambda g, out, x: g * x.cos(),), (0,))
 cos = _unary("cos", np.cos, "math.cos({0})", (lambda g, out, x: -g * x.sin(),), (0,))
-sign = _unary("sign", np.sign, "(({0} > 0) - ({0} < 0))")
+def _sign(x):
+    # NOTE: PyTorch's sign(nan) is 0 (numpy's is nan), as the generated kernels' comparisons give
+    out = np.sign(x)
+    return np.where(out != out, out.dtype.type(0), out) if out.dtype.kind == "f" else out
+
+
+sign = _unary("sign", _sign, "(({0} > 0) - ({0} < 0))")
 abs_ = _unary("abs", np.abs, "abs({0})", (lambda g, out, x: g * x.sign(),), (0,))
 logical_not = _unary("logical_not", np.logical_not, "(not {0})", infer=_to_bool)
 isnan = _unary("isnan", np.isnan, "({0} != {0})", infer=_to_bool)
