@@ -425,3 +425,18 @@ def test_an_operand_saved_for_the_other_operands_gradient_still_raises_when_chan
     b.add_(1)
     with pytest.raises(RuntimeError, match=r"modified by an inplace operation.*saved by MulBackward0"):
         c.sum().backward()
+
+
+def test_a_new_grad_is_laid_out_like_its_parameter():
+    """PyTorch's gradient layout contract: the weight gradient of ``x @ w.T`` is computed as a transposed view,
+    but ``.grad`` (and so optimizer state cloned from it) has the parameter's row-major layout."""
+    lin = tg.nn.Linear(5, 3)
+    opt = tg.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9)
+    lin(tg.ones(4, 5)).sum().backward()
+    opt.step()
+    w = lin.weight
+    assert w.grad.numpy().flags.c_contiguous and opt.state[w]["momentum_buffer"].numpy().flags.c_contiguous
+    f = tg.ones(3, 2).numpy().T  # a column-major parameter keeps a column-major gradient
+    p = tg.from_numpy(np.array(f, order="F")).requires_grad_()
+    (p * 2).sum().backward()
+    assert p.grad.numpy().flags.f_contiguous and p.grad.tolist() == [[2.0] * 3] * 2

@@ -29,7 +29,7 @@ from .. import _tracing
 from .._tensor import Tensor
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
-from ..autograd.node import _GraphNode
+from ..autograd.node import _GraphNode, laid_out_like
 from ..ir import Graph, Guard, Value
 from ..ops import primitives as P
 from ..ops.registry import AbstractValue, Kind
@@ -426,7 +426,7 @@ class Tracer:
             if create_graph:
                 leaf._grad = grad
             else:
-                g = Tensor._make(np.array(grad._data, copy=True))
+                g = Tensor._make(laid_out_like(grad._data, leaf._data, copy=True))
                 self.val[id(g)] = (g, self.value_of(grad))
                 leaf._grad = g
         elif create_graph or leaf._grad._rg:

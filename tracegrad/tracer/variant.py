@@ -13,6 +13,7 @@ import numpy as np
 from .._tensor import Tensor
 from .._warnings import warn_user
 from ..autograd.grad_mode import STATE as _GRAD
+from ..autograd.node import laid_out_like
 from ..compiler.passes import run_pipeline
 from ..ir.printer import format_node
 from ..ops.registry import Kind
@@ -293,7 +294,7 @@ class Variant:
         for (kind, t), g in zip(self.grad_tensors, grads):
             if kind == "arg":
                 t = args[t]
-            t._grad = None if g is None else Tensor._make(g)
+            t._grad = None if g is None else Tensor._make(laid_out_like(g, t._data, copy=False))
 
     def _outputs(self, args, arrays, saved=None):
         n = self.n_tensor_outputs
