@@ -3,10 +3,12 @@
 ``np.dot`` inside an ``@njit`` function costs numba 0.15-0.35 s of typing and lowering per operand-layout
 combination (it is an overload that compiles several helper functions), most of a small training step's
 compile time. `gemm_into` is an intrinsic: typing it is a signature check and lowering it is a handful of
-instructions around one call of numba's BLAS wrapper (``numba_xxgemm``, scipy's BLAS underneath, the same
-routine ``np.dot`` ends up in). Its operands may be row-major or column-major with any leading dimension (a
-transposed view or a slice costs no copy); an operand BLAS can't read as it is (a broadcast, stride 0) makes
-it return False, and the generated code calls it again on contiguous copies.
+instructions around one BLAS call: numpy's own ``cblas_sgemm``/``cblas_dgemm`` where numpy bundles them
+(`codegen.numpy_blas`), so a compiled matmul runs what numpy's ``@`` runs, else numba's BLAS wrapper
+(``numba_xxgemm``, scipy's BLAS, what ``np.dot`` in numba calls). Its operands may be row-major or
+column-major with any leading dimension (a transposed view or a slice costs no copy); an operand BLAS can't
+read as it is (a broadcast, stride 0) makes it return False, and the generated code calls it again on
+contiguous copies.
 
 >>> import numpy as np
 >>> from numba import njit
@@ -22,6 +24,7 @@ it return False, and the generated code calls it again on contiguous copies.
 """
 from __future__ import annotations
 
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -29,7 +32,13 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.linalg import check_blas_return, ensure_blas, get_blas_kind
 
+from .codegen import numpy_blas
+
 ensure_blas()  # loads scipy's BLAS into numba's helper library (what np.dot does first)
+_NUMPY_BLAS = numpy_blas()
+if _NUMPY_BLAS is not None:  # NOTE: registered before any cached kernel that calls them is loaded
+    llvm.add_symbol("tracegrad_numpy_sgemm", _NUMPY_BLAS[0])
+    llvm.add_symbol("tracegrad_numpy_dgemm", _NUMPY_BLAS[1])
 
 _I8 = ir.IntType(8)
 _VOID_P = _I8.as_pointer()
@@ -59,6 +68,38 @@ def _operand(builder, intp, arr, itemsize):
     col_ok, col_ld = layout(rows, s0, cols, s1)
     ld = builder.select(row_ok, row_ld, col_ld)
     return builder.or_(row_ok, col_ok), row_ok, ld, builder.bitcast(arr.data, _VOID_P)
+
+
+def _numpy_gemm(builder, intp, dtype, alpha, beta, x, y, m, n, k, z, ldc, context) -> None:
+    """numpy's ``cblas_?gemm`` in row-major order: an operand stored column-major is the transpose of a row-major
+    one with the same leading dimension."""
+    i32 = ir.IntType(32)
+    real = context.get_value_type(dtype)
+    fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, intp, intp, intp, real, _VOID_P, intp, _VOID_P, intp,
+                                           real, _VOID_P, intp])
+    name = "tracegrad_numpy_sgemm" if dtype == types.float32 else "tracegrad_numpy_dgemm"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    notrans, trans = ir.Constant(i32, 111), ir.Constant(i32, 112)  # CblasNoTrans, CblasTrans
+    (x_rows, x_ld, x_data), (y_rows, y_ld, y_data) = x, y
+    builder.call(fn, (ir.Constant(i32, 101), builder.select(x_rows, notrans, trans),  # CblasRowMajor
+                      builder.select(y_rows, notrans, trans), m, n, k, alpha, x_data, x_ld, y_data, y_ld, beta,
+                      builder.bitcast(z.data, _VOID_P), ldc))
+
+
+def _numba_gemm(builder, intp, dtype, alpha, beta, x, y, m, n, k, z, ldc, context) -> None:
+    """numba's ``numba_xxgemm`` (scipy's BLAS): column-major, so row-major ``out = x @ y`` is computed as
+    column-major ``out.T = y.T @ x.T``, and a row-major operand read column-major is its transpose."""
+    fnty = ir.FunctionType(ir.IntType(32), [_I8, _I8, _I8, intp, intp, intp, _VOID_P, _VOID_P, intp, _VOID_P, intp,
+                                            _VOID_P, _VOID_P, intp])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+    notrans, trans = ir.Constant(_I8, ord("n")), ir.Constant(_I8, ord("t"))
+    (x_rows, x_ld, x_data), (y_rows, y_ld, y_data) = x, y
+    res = builder.call(fn, (ir.Constant(_I8, ord(get_blas_kind(dtype))), builder.select(y_rows, notrans, trans),
+                            builder.select(x_rows, notrans, trans), n, m, k,
+                            builder.bitcast(cgutils.alloca_once_value(builder, alpha), _VOID_P), y_data, y_ld,
+                            x_data, x_ld, builder.bitcast(cgutils.alloca_once_value(builder, beta), _VOID_P),
+                            builder.bitcast(z.data, _VOID_P), ldc))
+    check_blas_return(context, builder, res)
 
 
 @intrinsic
@@ -91,22 +132,15 @@ def gemm_into(typingctx, a, b, out):
                 with sum_of_none:  # a sum of no products: zeros
                     cgutils.memset(builder, z.data, builder.mul(builder.mul(m, n), itemsize), 0)
                 with terms:
-                    # NOTE: BLAS is column-major: row-major out = x @ y is column-major out.T = y.T @ x.T, and a
-                    # row-major operand read column-major is its transpose, so row-major operands go untransposed
-                    fnty = ir.FunctionType(ir.IntType(32), [_I8, _I8, _I8, intp, intp, intp, _VOID_P, _VOID_P, intp,
-                                                           _VOID_P, intp, _VOID_P, _VOID_P, intp])
-                    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-                    alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
-                    beta = cgutils.alloca_once_value(builder, context.get_constant(dtype, 0.0))
-                    notrans, trans = ir.Constant(_I8, ord("n")), ir.Constant(_I8, ord("t"))
+                    alpha, beta = context.get_constant(dtype, 1.0), context.get_constant(dtype, 0.0)
                     ldc = builder.sdiv(cgutils.unpack_tuple(builder, z.strides, 2)[0], itemsize)
                     ldc = builder.select(builder.icmp_signed(">", ldc, ir.Constant(intp, 1)), ldc, ir.Constant(intp, 1))
-                    res = builder.call(fn, (ir.Constant(_I8, ord(get_blas_kind(dtype))),
-                                            builder.select(y_rows, notrans, trans),
-                                            builder.select(x_rows, notrans, trans), n, m, k,
-                                            builder.bitcast(alpha, _VOID_P), y_data, y_ld, x_data, x_ld,
-                                            builder.bitcast(beta, _VOID_P), builder.bitcast(z.data, _VOID_P), ldc))
-                    check_blas_return(context, builder, res)
+                    if _NUMPY_BLAS is not None:
+                        _numpy_gemm(builder, intp, dtype, alpha, beta, (x_rows, x_ld, x_data), (y_rows, y_ld, y_data),
+                                    m, n, k, z, ldc, context)
+                    else:
+                        _numba_gemm(builder, intp, dtype, alpha, beta, (x_rows, x_ld, x_data), (y_rows, y_ld, y_data),
+                                    m, n, k, z, ldc, context)
         return ok
 
     return types.boolean(a, b, out), codegen

@@ -23,6 +23,8 @@ Sizes that follow the batch (`compiler.dynamic`) are printed as symbols (``range
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import re
 
@@ -41,6 +43,23 @@ _CAST = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64", 
 _SYM = ("\ue000", "\ue001")
 # text between these marks is in `source` only (the symbols' sizes in this trace)
 _TRACE_ONLY = ("\ue002", "\ue003")
+
+
+@functools.lru_cache(maxsize=1)
+def numpy_blas() -> tuple | None:
+    """The addresses of numpy's own ``cblas_sgemm``/``cblas_dgemm`` (the pip wheels bundle scipy-openblas64:
+    cblas with 64-bit integers), or None if this numpy was built otherwise. Generated kernels call them when
+    present, so a compiled matmul runs the same BLAS as numpy's ``@`` (scipy's, which numba's ``np.dot`` calls,
+    is another build, measured 5-10% slower on this machine)."""
+    try:
+        try:
+            from numpy._core import _multiarray_umath as umath
+        except ImportError:  # numpy 1.x
+            from numpy.core import _multiarray_umath as umath
+        lib = ctypes.CDLL(umath.__file__)
+        return tuple(ctypes.cast(getattr(lib, f"scipy_cblas_{k}gemm64_"), ctypes.c_void_p).value for k in "sd")
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _literal(array: np.ndarray) -> str:

@@ -31,7 +31,7 @@ from importlib.metadata import version
 import numpy as np
 
 from .._warnings import warn_user
-from ..compiler.codegen import ModuleSource, native_graph
+from ..compiler.codegen import ModuleSource, native_graph, numpy_blas
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
@@ -190,8 +190,9 @@ def _versions() -> str:
     for name in ("tracegrad.compiler.vecmath", "tracegrad.compiler.blas"):
         with open(importlib.util.find_spec(name).origin, "rb") as f:
             helpers.update(f.read())
+    blas = "numpy's cblas64" if numpy_blas() else "scipy's"  # which BLAS the machine code calls
     return f"tracegrad {__version__}, numba {version('numba')}, numpy {np.__version__}, " \
-           f"helpers {helpers.hexdigest()[:12]}"
+           f"helpers {helpers.hexdigest()[:12]}, BLAS {blas}"
 
 
 def module_digest(source: str) -> tuple[str, str]:
