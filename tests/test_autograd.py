@@ -440,3 +440,39 @@ def test_a_new_grad_is_laid_out_like_its_parameter():
     p = tg.from_numpy(np.array(f, order="F")).requires_grad_()
     (p * 2).sum().backward()
     assert p.grad.numpy().flags.f_contiguous and p.grad.tolist() == [[2.0] * 3] * 2
+
+
+# PyTorch 2.13's gradients at x = [nan, 0, 2, -2] (and of max over [1, nan, 3]), measured with torch
+NAN_CONVENTIONS = [
+    ("relu", lambda x: x.relu(), [1.0, 0.0, 1.0, 0.0]),  # threshold_backward: masked where x <= 0 only
+    ("abs", lambda x: x.abs(), [0.0, 0.0, 1.0, -1.0]),  # sign(nan) = 0
+    ("maximum", lambda x: tg.maximum(x, tg.tensor(0.0)), [1.0, 0.5, 1.0, 0.0]),  # nan: both sides get g
+    ("sign", lambda x: x.sign(), [0.0, 0.0, 0.0, 0.0]),  # differentiable, zero derivative
+    ("pow0", lambda x: x ** 0, [0.0, 0.0, 0.0, 0.0]),  # d/dx x**0 = 0, even at 0 and nan
+]
+
+
+@pytest.mark.parametrize("name,fn,expected", NAN_CONVENTIONS, ids=[c[0] for c in NAN_CONVENTIONS])
+def test_gradients_at_nan_and_zero_follow_pytorch(name, fn, expected):
+    x = tg.tensor([float("nan"), 0.0, 2.0, -2.0], requires_grad=True)
+    y = fn(x)
+    assert y.requires_grad
+    y.sum().backward()
+    assert x.grad.tolist() == expected
+
+
+def test_the_gradient_of_a_nan_maximum_goes_to_the_nan():
+    x = tg.tensor([1.0, float("nan"), 3.0], requires_grad=True)
+    x.max().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("fn", [lambda x: x.relu(), lambda x: x.abs()], ids=["relu", "abs"])
+def test_second_derivatives_of_relu_and_abs_are_zeros_not_an_error(fn):
+    """As in PyTorch (a gradient penalty through a ReLU network needs it): the first gradient, taken with
+    create_graph=True, requires grad, and its own gradient is zeros."""
+    x = tg.tensor([1.0, -1.0, 3.0], requires_grad=True)
+    (g,) = tg.autograd.grad(fn(x).sum(), x, create_graph=True)
+    assert g.requires_grad
+    (g2,) = tg.autograd.grad(g.sum(), x)
+    assert g2.tolist() == [0.0, 0.0, 0.0]

@@ -184,25 +184,29 @@ graph sgd_step(x:f32[3]) {
   state s0:f32[3]  # captured [3]
   c0:f32[] = const 1.0
   c1:f32[] = const 2.0
-  c2:f32[] = const 1.0
+  c2:f32[] = const 0.0
   c3:f32[] = const 1.0
-  c4:f32[] = const 0.5
+  c4:f32[] = const 1.0
+  c5:f32[] = const 0.0
+  c6:f32[] = const 0.5
   %0:f32[3] = mul s0, x
   %1:f32[] = sum %0 axes=(0,) keepdim=False
   %2:f32[] = sub %1, c0
   %3:f32[] = pow %2, c1
   # backward (derived by the autodiff pass)
-  %4:f32[] = mul c2, c1
-  %5:f32[] = sub c1, c3
-  %6:f32[] = pow %2, %5
-  %7:f32[] = mul %4, %6
-  %8:f32[1] = reshape %7 shape=(1,)
-  %9:f32[3] = expand %8 shape=(3,)
-  %10:f32[3] = mul %9, x
+  %4:bool[] = eq c1, c2
+  %5:f32[] = mul c3, c1
+  %6:f32[] = sub c1, c4
+  %7:f32[] = pow %2, %6
+  %8:f32[] = mul %5, %7
+  %9:f32[] = where %4, c5, %8
+  %10:f32[1] = reshape %9 shape=(1,)
+  %11:f32[3] = expand %10 shape=(3,)
+  %12:f32[3] = mul %11, x
   # after backward
-  %11:f32[3] = mul c4, %10
-  %12:f32[3] = sub s0, %11
-  write s0 <- %12  # captured [3]
+  %13:f32[3] = mul c6, %12
+  %14:f32[3] = sub s0, %13
+  write s0 <- %14  # captured [3]
   return %3
 }"""
 
@@ -212,20 +216,20 @@ graph sgd_step(x:f32[3]) {
   state s0:f32[3]  # captured [3]
   c0:f32[] = const 1.0
   c1:f32[] = const 2.0
-  c4:f32[] = const 0.5
+  c6:f32[] = const 0.5
   %0:f32[3] = mul s0, x
   %1:f32[] = sum %0 axes=(0,) keepdim=False
   %2:f32[] = sub %1, c0
   %3:f32[] = pow %2, c1
   # backward (derived by the autodiff pass)
-  %7:f32[] = mul c1, %2
-  %8:f32[1] = reshape %7 shape=(1,)
-  %9:f32[3] = expand %8 shape=(3,)
-  %10:f32[3] = mul %9, x
+  %8:f32[] = mul c1, %2
+  %10:f32[1] = reshape %8 shape=(1,)
+  %11:f32[3] = expand %10 shape=(3,)
+  %12:f32[3] = mul %11, x
   # after backward
-  %11:f32[3] = mul c4, %10
-  %12:f32[3] = sub s0, %11
-  write s0 <- %12  # captured [3]
+  %13:f32[3] = mul c6, %12
+  %14:f32[3] = sub s0, %13
+  write s0 <- %14  # captured [3]
   return %3
 }"""
 
@@ -632,8 +636,8 @@ def test_to_networkx_has_a_node_per_value_with_attributes():
         attrs = nxg.nodes[node.out.name]
         assert (attrs["op"], attrs["kind"], attrs["shape"], attrs["dtype"], attrs["phase"]) == (
             node.op.name, node.op.kind.value, node.out.shape, node.out.dtype.name, node.phase)
-    assert nxg.nodes["%1"]["kind"] == "reduction" and nxg.nodes["%9"]["kind"] == "movement"
-    assert nxg.nodes["%4"]["phase"] == "backward" and nxg.nodes["%12"]["phase"] == "update"
+    assert nxg.nodes["%1"]["kind"] == "reduction" and nxg.nodes["%11"]["kind"] == "movement"
+    assert nxg.nodes["%4"]["phase"] == "backward" and nxg.nodes["%14"]["phase"] == "update"
 
 
 def test_to_networkx_edges_follow_the_node_inputs():
@@ -735,3 +739,10 @@ def test_locations_of_backward_nodes_are_the_backward_call():
     g = tg.trace(sgd_step, tg.ones(3))
     assert {n.loc.rpartition(":")[2] for n in g.phase_nodes("backward")} == {str(_line("LOC-BACKWARD"))}
     assert {os.path.basename(n.loc.rpartition(":")[0]) for n in g.nodes} == {THIS_FILE}
+
+
+def test_algebraic_simplification_picks_the_branch_of_a_constant_condition():
+    def f(x):
+        return tg.where(tg.tensor(False), x * 2.0, x + 1.0)
+    g = algebraic_simplification(tg.trace(f, tg.ones(3)))
+    assert _ops(g) == ["add"]

@@ -19,6 +19,11 @@ from .shapes import broadcast_shapes, broadcastable_to, fmt, index_shape, reduce
 E, R, M, OPAQUE = Kind.ELEMENTWISE, Kind.REDUCTION, Kind.MOVEMENT, Kind.OPAQUE
 
 
+def _zeros_like(x):
+    from ..creation import zeros_like
+    return zeros_like(x)
+
+
 def _F():
     # NOTE: the rules call the user-facing functions, which import this module; bind lazily.
     from . import functions
@@ -61,10 +66,19 @@ tanh = _unary("tanh", np.tanh, "math.tanh({0})", (lambda g, out, x: g * (1 - out
 sigmoid = _unary("sigmoid", lambda x: np.reciprocal(1 + np.exp(-x)), "(1.0 / (1.0 + math.exp(-{0})))",
                  (lambda g, out, x: g * out * (1 - out),), ("out",))
 # NOTE: relu is a primitive for speed: where(x > 0, x, 0) is exact too, but numpy's where over a
-# random mask runs ~10x slower than maximum. The VJP is g * (out > 0), so the gradient at 0 is 0
-# as in PyTorch (maximum(x, 0) as a composite would split it in half there).
+# random mask runs ~10x slower than maximum. Its VJP is relu_backward(g, out): g where out > 0 or out is
+# nan, else 0, so the gradient at 0 is 0 as in PyTorch (maximum(x, 0) as a composite would split it in half
+# there). relu_backward is PyTorch's threshold_backward: differentiable in `out` too (with a zero derivative),
+# so a gradient taken with create_graph=True requires grad and its own gradient is zeros, not an error.
+relu_backward = _binop("relu_backward", lambda g, out: np.where(out <= 0, np.zeros((), g.dtype), g),
+                       "({0} if not {1} <= 0 else 0.0)",
+                       (lambda gg, out, g, o: relu_backward_fn(gg, o), lambda gg, out, g, o: _zeros_like(o)), (1,))
 relu = _unary("relu", lambda x: np.maximum(x, 0), "({0} if not {0} <= 0 else 0.0)",
-              (lambda g, out, x: g * (out > 0).to(g.dtype),), ("out",))
+              (lambda g, out, x: relu_backward_fn(g, out),), ("out",))
+
+
+def relu_backward_fn(g, out):
+    return _F().apply(relu_backward, g, out)
 
 
 def _erf(x):
@@ -96,7 +110,9 @@ def _sign(x):
     return np.where(out != out, out.dtype.type(0), out) if out.dtype.kind == "f" else out
 
 
-sign = _unary("sign", _sign, "(({0} > 0) - ({0} < 0))")
+# NOTE: sign is differentiable with a zero derivative, as in PyTorch (its result requires grad), so abs's
+# gradient g * sign(x) taken with create_graph=True has a gradient of its own: zeros.
+sign = _unary("sign", _sign, "(({0} > 0) - ({0} < 0))", (lambda g, out, x: _zeros_like(g),))
 abs_ = _unary("abs", np.abs, "abs({0})", (lambda g, out, x: g * x.sign(),), (0,))
 logical_not = _unary("logical_not", np.logical_not, "(not {0})", infer=_to_bool)
 isnan = _unary("isnan", np.isnan, "({0} != {0})", infer=_to_bool)
@@ -116,13 +132,15 @@ mul = _binop("mul", np.multiply, "({0} * {1})", (lambda g, out, a, b: g * b, lam
 div = _binop("div", np.true_divide, "({0} / {1})",
              (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b), (1, "out"))
 pow_ = _binop("pow", np.power, "({0} ** {1})",
-              (lambda g, out, a, b: g * b * a ** (b - 1),
+              # PyTorch's convention: d/da a**0 = 0 everywhere (not 0 * a**-1, nan at a = 0)
+              (lambda g, out, a, b: _F().where(b == 0, 0.0, g * b * a ** (b - 1)),
                # PyTorch's convention: d/db a**b = 0 where a == 0 and b >= 0 (not nan from log(0)).
                lambda g, out, a, b: _F().where((a == 0) & (b >= 0), 0.0, g * out * a.log())), (0, 1, "out"))
-# NOTE: ties split the gradient in half, as PyTorch's maximum does.
+# NOTE: ties split the gradient in half, as PyTorch's maximum does; an input is masked only where it is the
+# smaller one, so where either is nan (the result is nan) both get the whole gradient, as in PyTorch.
 maximum = _binop("maximum", np.maximum, "({0} if {0} >= {1} or {0} != {0} else {1})",
-                 (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, g, 0.0)),
-                  lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, g, 0.0))), (0, 1))
+                 (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, 0.0, g)),
+                  lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, 0.0, g))), (0, 1))
 remainder = _binop("remainder", np.remainder, "({0} % {1})",
                    (lambda g, out, a, b: g, lambda g, out, a, b: -g * _F().floor_divide(a, b)), (0, 1))
 floor_divide = _binop("floor_divide", np.floor_divide, "({0} // {1})")
@@ -195,7 +213,9 @@ sum_ = register(Op("sum", R, _np_sum, _reduce_infer("sum", True),
 
 
 def _extremum_vjp(g, out, x, axes, keepdim):
-    mask = (x == _keep(out, axes, keepdim)).to(g.dtype)
+    # NOTE: a nan maximum (minimum) is where the input is nan: its gradient goes there, as in PyTorch
+    k = _keep(out, axes, keepdim)
+    mask = ((x == k) | ((x != x) & (k != k))).to(g.dtype)
     return _keep(g, axes, keepdim) * mask / mask.sum(axes, keepdim=True)
 
 
