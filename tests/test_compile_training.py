@@ -931,14 +931,7 @@ def test_compiled_grads_and_optimizer_state_are_laid_out_like_the_parameters(bac
     tg.manual_seed(0)
     model = tg.nn.Sequential(tg.nn.Linear(6, 4), tg.nn.ReLU(), tg.nn.Linear(4, 2))
     opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = tg.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
+    step = train_step(model, opt, tg.nn.functional.mse_loss)
     f = tg.compile(step, backend=backend, **({"tiered": False} if backend == "numba" else {}))
     x, y = tg.ones(3, 6), tg.zeros(3, 2)
     for _ in range(4):
