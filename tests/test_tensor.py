@@ -462,7 +462,7 @@ def test_iteration_is_over_dim_0():
 
 def test_is_tensor_and_device():
     assert tg.is_tensor(tg.zeros(1)) and not tg.is_tensor(np.zeros(1))
-    assert tg.zeros(1).device == "cpu"
+    assert tg.zeros(1).device == tg.device("cpu") and str(tg.zeros(1).device) == "cpu"
 
 
 # ------------------------------------------------------------------------------------------ repr

@@ -34,6 +34,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .devices import accelerator, backends, cuda, device
 from .dtypes import get_default_dtype, promote_types, result_type, set_default_dtype
 from .ops.functions import (
     abs,

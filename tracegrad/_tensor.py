@@ -107,8 +107,19 @@ class Tensor:
         return self._data.dtype.kind == "f"
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self):
+        """Always the CPU (`tracegrad.devices`)."""
+        from .devices import CPU
+        return CPU
+
+    def cpu(self, memory_format=None) -> Tensor:
+        """This tensor: it is on the CPU already (as PyTorch returns the tensor itself then)."""
+        return self
+
+    def cuda(self, device=None, non_blocking: bool = False, memory_format=None) -> Tensor:
+        from .devices import check
+        check("cuda" if device is None else device, "Tensor.cuda")
+        return self
 
     @property
     def aval(self) -> AbstractValue:

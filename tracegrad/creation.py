@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import dtypes
+from . import devices, dtypes
 from ._tensor import Tensor, apply
 from .ops import primitives as P
 from .random import default_generator
@@ -63,10 +63,12 @@ def _new(arr: np.ndarray, requires_grad: bool) -> Tensor:
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A new leaf tensor holding a copy of `data` (numbers, nested lists, numpy arrays)."""
+    devices.check(device, "tensor")
     return _new(_to_array(data, dtype), requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
+    devices.check(device, "as_tensor")
     if isinstance(data, Tensor) and (dtype is None or dtypes.as_dtype(dtype) is data.dtype):
         return data
     if isinstance(data, np.ndarray) and dtype is None and data.dtype in (np.float32, np.float64, np.int64, np.bool_):
@@ -98,24 +100,29 @@ def _dt(dtype, default=None):
 
 
 def zeros(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "zeros")
     return _new(np.zeros(_size(size), _dt(dtype).np), requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "ones")
     return _new(np.ones(_size(size), _dt(dtype).np), requires_grad)
 
 
 def empty(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "empty")
     return _new(np.empty(_size(size), _dt(dtype).np), requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
     """`size` filled with `fill_value`; the dtype follows the value (bool, int64 or default float)."""
+    devices.check(device, "full")
     dt = _dt(dtype, dtypes.scalar_dtype(fill_value))
     return _new(np.full(_size((size,)), fill_value, dt.np), requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "arange")
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -129,10 +136,12 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
 
 
 def linspace(start, end, steps: int, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "linspace")
     return _new(np.linspace(start, end, steps).astype(_dt(dtype).np), requires_grad)
 
 
 def eye(n: int, m=None, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "eye")
     return _new(np.eye(n, m, dtype=_dt(dtype).np), requires_grad)
 
 
@@ -145,16 +154,19 @@ def _float_dt(dtype, name):
 
 def rand(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Uniform samples in [0, 1) from the module-level generator (or `generator`)."""
+    devices.check(device, "rand")
     return _draw(P.uniform, _size(size), _float_dt(dtype, "rand"), generator, requires_grad)
 
 
 def randn(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Standard normal samples from the module-level generator (or `generator`)."""
+    devices.check(device, "randn")
     return _draw(P.normal, _size(size), _float_dt(dtype, "randn"), generator, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Integers in [low, high) (`randint(high, size)` or `randint(low, high, size)`)."""
+    devices.check(device, "randint")
     if high is None or isinstance(high, (tuple, list)):
         low, high, size = 0, low, high if high is not None else size
     if high <= low:
@@ -187,6 +199,7 @@ zeros_like, ones_like, empty_like, rand_like, randn_like = map(_like, (zeros, on
 
 
 def full_like(x, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
+    devices.check(device, "full_like")
     return full(tuple(x.shape), fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .. import dtypes
+from .. import devices, dtypes
 from ..creation import empty, ones, tensor, zeros
 from . import functional as F
 from . import init
@@ -34,6 +34,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, device=None):
         super().__init__()
+        devices.check(device, "nn.Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
         self.bias = Parameter(empty(out_features, dtype=dtype)) if bias else None
@@ -60,6 +61,7 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, device=None):
         super().__init__()
+        devices.check(device, "nn.Conv2d")
         if in_channels % groups or out_channels % groups:
             raise ValueError("in_channels must be divisible by groups" if in_channels % groups
                              else "out_channels must be divisible by groups")
@@ -105,6 +107,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
+        devices.check(device, f"nn.{type(self).__name__}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats, self.use_bias = affine, track_running_stats, affine and bias
         if affine:
@@ -163,6 +166,7 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype=None, device=None):
         super().__init__()
+        devices.check(device, "nn.LayerNorm")
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps, self.elementwise_affine, self.use_bias = eps, elementwise_affine, elementwise_affine and bias
         if elementwise_affine:
@@ -256,6 +260,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype=None,
                  device=None):
         super().__init__()
+        devices.check(device, "nn.Embedding")
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self.weight = Parameter(empty(num_embeddings, embedding_dim, dtype=dtype))
         init.normal_(self.weight)

@@ -200,12 +200,20 @@ class Module:
         fn(self)
         return self
 
-    def to(self, *args, dtype=None, **kwargs) -> Module:
-        """Cast floating parameters and buffers in place (`module.to(tracegrad.float64)`); 'cpu' is accepted."""
-        from ..dtypes import DType, as_dtype
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False, **kwargs) -> Module:
+        """Cast floating parameters and buffers in place (`module.to(tracegrad.float64)`); the device
+        (`module.to(device)`) must be the CPU, where they are."""
+        from .. import devices
+        from .._tensor import Tensor
+        from ..dtypes import as_dtype
         for a in args:
-            if isinstance(a, DType):
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, (str, devices.device)) or (isinstance(a, int) and not isinstance(a, bool)):
+                devices.check(a, f"{type(self).__name__}.to")
+            elif a is not None:
                 dtype = a
+        devices.check(device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
         dtype = as_dtype(dtype)
@@ -214,6 +222,15 @@ class Module:
                 t.data = t.data.to(dtype)
                 if t.grad is not None:
                     t.grad = t.grad.to(dtype)
+        return self
+
+    def cpu(self) -> Module:
+        """This module: its parameters and buffers are on the CPU already."""
+        return self
+
+    def cuda(self, device=None) -> Module:
+        from .. import devices
+        devices.check("cuda" if device is None else device, f"{type(self).__name__}.cuda")
         return self
 
     def double(self) -> Module:

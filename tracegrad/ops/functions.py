@@ -17,7 +17,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import _tracing, dtypes
+from .. import _tracing, devices, dtypes
 from .._tensor import Tensor, apply
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
@@ -97,15 +97,18 @@ def cast(x: Tensor, dtype) -> Tensor:
     return apply(P.cast, x, dtype=dtypes.as_dtype(dtype))
 
 
-def to(x: Tensor, *args, dtype=None, copy=False, **_):
-    """`x.to(dtype)`; devices other than "cpu" are refused, "cpu" is accepted and ignored."""
+def to(x: Tensor, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
+    """`x.to(dtype)`, `x.to(device)`, `x.to(device, dtype)`, `x.to(other)`: a cast; the device must be the CPU."""
     for a in args:
-        if isinstance(a, (dtypes.DType, type, np.dtype)) and dtype is None:
-            dtype = a
-        elif isinstance(a, Tensor):
+        if isinstance(a, Tensor):
             dtype = a.dtype
-        elif a not in ("cpu", None):
-            raise RuntimeError(f"to: tracegrad runs on the CPU only, got device {a!r}")
+        elif a is None:
+            continue
+        elif isinstance(a, (str, devices.device)) or (isinstance(a, int) and not isinstance(a, builtins.bool)):
+            devices.check(a, "Tensor.to")
+        elif dtype is None:
+            dtype = a
+    devices.check(device, "Tensor.to")
     if dtype is None or dtypes.as_dtype(dtype) is x.dtype:
         return clone(x) if copy else x
     return cast(x, dtype)
