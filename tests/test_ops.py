@@ -113,3 +113,23 @@ def test_sign_of_nan_is_zero_as_in_pytorch_in_every_mode(backend):
     x = tg.tensor([float("nan"), -2.0], requires_grad=True)
     x.abs().sum().backward()
     assert x.grad.tolist() == [0.0, -1.0]  # PyTorch: sign(nan) * 1 = 0
+
+
+@pytest.mark.parametrize("backend", [None, "interpret", "numba"])
+def test_reductions_over_no_elements_follow_pytorch(backend):
+    def f(x):
+        return (x.all(), x.any(), x.bool().all(1), x.softmax(0), x.logsumexp(0), x.max(1)[0], x.sum(0))
+
+    fn = f if backend is None else tg.compile(f, backend=backend, **({"tiered": False} if backend == "numba" else {}))
+    for _ in range(2):
+        every, some, rows, soft, lse, top, total = fn(tg.zeros(0, 3))
+        assert every.item() is True and some.item() is False and rows.shape == (0,)
+        assert soft.shape == (0, 3) and lse.tolist() == [-np.inf] * 3 and top.shape == (0,)
+        assert total.tolist() == [0.0] * 3
+
+
+def test_max_over_an_empty_dim_names_it():
+    with pytest.raises(RuntimeError, match=r"max\(\): Expected reduction dim 0 to have non-zero size\."):
+        tg.zeros(0, 3).max(0)
+    with pytest.raises(RuntimeError, match=r"min\(\): Expected reduction dim to be specified for input\.numel"):
+        tg.zeros(0, 3).min()

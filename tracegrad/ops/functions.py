@@ -397,12 +397,14 @@ def _max_min(x: Tensor, dim, keepdim, other, largest: bool):
         other, dim = dim, None
     if other is not None:
         return maximum(x, other) if largest else minimum(x, other)
-    if x.numel() == 0:
-        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
-                           f"reduction dim with the 'dim' argument.")
     if dim is None:
+        if x.numel() == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify "
+                               f"the reduction dim with the 'dim' argument.")
         return _named(amax(x) if largest else amin(x), f"{name.capitalize()}Backward1")
     d = normalize_dim(name, dim, x.ndim)
+    if x.shape[d] == 0:
+        raise RuntimeError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     idx = (argmax if largest else argmin)(x, d, keepdim=True)
     if _tracing.TRACER is not None:
         _tracing.TRACER.index_tensor(idx)
@@ -434,12 +436,12 @@ def amin(x: Tensor, dim=None, keepdim=False):
 
 
 def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
-    """Whether every element (along `dim`) is nonzero, as a bool tensor."""
+    """Whether every element (along `dim`) is nonzero, as a bool tensor (True over no elements)."""
     return amin(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
 
 
 def any(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
-    """Whether some element (along `dim`) is nonzero, as a bool tensor."""
+    """Whether some element (along `dim`) is nonzero, as a bool tensor (False over no elements)."""
     return amax(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
 
 
@@ -503,6 +505,9 @@ def logsumexp(x: Tensor, dim=None, keepdim=False):
     # so that inf - inf never produces nan.
     x = _floating(x)
     axes = normalize_dims("logsumexp", dim, x.ndim)
+    if x.numel() == 0:  # nothing to shift (and no max to shift by): log(0) = -inf over no elements
+        out = log(sum(exp(x), axes, keepdim=True))
+        return _named(out if keepdim else out.reshape(reduced_shape(x.shape, axes, False)), "LogsumexpBackward0")
     m = amax(x.detach(), axes, keepdim=True)
     m = where(eq(abs(m), math.inf), 0.0, m)
     out = add(log(sum(exp(sub(x, m)), axes, keepdim=True)), m)
@@ -513,7 +518,7 @@ def softmax(x: Tensor, dim: int, dtype=None):
     # NOTE: exp(x - max) / sum(...): the shift by the detached max keeps exp() from overflowing.
     x = _floating(to(x, dtype) if dtype is not None else x)
     d = normalize_dim("softmax", dim, x.ndim)
-    e = exp(sub(x, amax(x.detach(), d, keepdim=True)))
+    e = exp(sub(x, amax(x.detach(), d, keepdim=True))) if x.numel() else exp(x)  # empty: nothing to shift
     return _named(div(e, sum(e, d, keepdim=True)), "SoftmaxBackward0")
 
 

@@ -222,7 +222,16 @@ def _extremum_vjp(g, out, x, axes, keepdim):
 def _extremum(name, np_fn):
     # NOTE: max/min without dim spread the gradient evenly over ties, as PyTorch's amax/amin do. amin is
     # not -amax(-x): negating int64's minimum overflows.
-    return register(Op(name, R, lambda x, axes, keepdim: np_fn(x, axis=axes, keepdims=keepdim),
+    # NOTE: over no elements, a bool amax (any) is False and a bool amin (all) is True, as in PyTorch; other
+    # dtypes have no identity and raise (the callers name the op and the dim)
+    identity = {"amax": False, "amin": True}[name]
+
+    def forward(x, axes, keepdim):
+        if x.dtype == np.bool_ and x.size == 0:
+            return np_fn(x, axis=axes, keepdims=keepdim, initial=identity)
+        return np_fn(x, axis=axes, keepdims=keepdim)
+
+    return register(Op(name, R, forward,
                        _reduce_infer(name, False), (_extremum_vjp,), (0, "out"), arity=1))
 
 
