@@ -138,10 +138,12 @@ def test_a_warm_kernel_cache_is_loaded_by_a_thread_without_compiling(monkeypatch
     for _ in range(3):
         assert eager(x, y) == compiled(x, y)  # the interpreter meanwhile: bit-equal
     variant = compiled.last_variant
-    assert isinstance(variant.job, tiered.LoadJob) and len(tiered._BY_KEY) == jobs  # loaded, not compiled
+    assert isinstance(variant.job, tiered.NativeJob)
     variant.job.wait()
+    assert variant.job.native_from == "loaded from the kernel cache" and len(tiered._BY_KEY) == jobs  # no compile
     a, b = eager(x, y), compiled(x, y)  # the switch, at this call boundary, without waiting
     assert variant.tier == "native" and variant.native_after == 1  # call 3 (its first replay) was interpreted
+    assert variant.native_from == "loaded from the kernel cache"
     assert b == pytest.approx(a, rel=1e-5)
 
 
@@ -165,3 +167,28 @@ def test_a_failed_load_keeps_the_interpreter_and_says_why(monkeypatch):
         compiled.wait_native()
     compiled(x, y)
     assert compiled.last_variant.tier == "interpreter"
+
+
+def test_a_cold_first_replay_leaves_codegen_and_compiling_to_other_threads(monkeypatch):
+    """The first replay of a cold start only copies its inputs: generating the module, writing the job and
+    starting the worker happen on a background thread, so the first calls cost what interpreted ones cost."""
+    import threading
+
+    from tracegrad.compiler import codegen
+    from tracegrad.runtime import native
+    monkeypatch.setattr(native, "_LOADED", {})  # nothing loaded yet, as in a fresh process
+    threads = []
+    real = codegen.ModuleSource.__init__
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(codegen.ModuleSource, "__init__", recording)
+    step, _, _ = _mlp_step(23)
+    compiled = tg.compile(step)
+    x, y = _batch()
+    for _ in range(3):
+        compiled(x, y)
+    compiled.wait_native()
+    compiled(x, y)
+    assert compiled.last_variant.tier == "native" and threads and not any(threads)

@@ -201,6 +201,11 @@ def module_digest(source: str) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def any_loaded() -> bool:
+    """Whether this process has imported any generated module yet."""
+    return bool(_LOADED)
+
+
 def is_loaded(source: str) -> bool:
     """Whether this process has imported (and so compiled or loaded) the module of `source` already."""
     return module_digest(source)[1] in _LOADED

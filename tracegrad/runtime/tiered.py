@@ -1,20 +1,20 @@
 """Tiered execution: a new variant runs in the interpreter at once while its native code is compiled elsewhere.
 
-Compiling a step's kernels with numba takes seconds; nobody should wait for it. When a variant of the numba
-backend first runs, `submit` hands its graph and a copy of that call's inputs to a *background process*, the
-compile worker (``python -m tracegrad.runtime.tiered --worker``), which builds the same `NativeProgram`, runs
-it once on the copies (so numba compiles every segment for exactly the argument types the real calls will
-pass) and leaves the machine code in the kernel cache on disk. It uses the other core and never holds this
-process's GIL. The worker is started at the first call of a tiered compiled function (`start_worker`), so
-that starting Python and importing tracegrad and numba (1-1.5 s) overlap the trace, and it serves every later
-compile of this process. Meanwhile the variant runs in the interpreter (bit-equal to eager). When the job has
-finished, a thread of this process loads the native program from the cache (`LoadJob`: importing numba and
-loading take 0.3-1 s, during which the calls go on), and the variant runs native from the next call on; if
-the job failed, it stays in the interpreter and says why once.
+Compiling a step's kernels with numba takes seconds; nobody should wait for it. At the first replay of a
+variant of the numba backend, a `NativeJob` copies that call's inputs and hands the rest to a thread of this
+process, so the call itself costs what an interpreted one costs. The thread generates the module; if this
+process or the kernel cache has its machine code, it loads it; otherwise it gives the graph and the copies to
+the *compile worker* (``python -m tracegrad.runtime.tiered --worker``, one process per session, started at
+the first compile and reused), which builds the same `NativeProgram`, runs it once on the copies (so numba
+compiles every segment for exactly the argument types the real calls pass) and leaves the machine code in
+the kernel cache. The worker uses the other core and never holds this process's GIL. The thread then loads
+the machine code (importing numba and loading take 0.3-1 s, while the calls go on) and the variant runs
+native code from the next call on; if anything failed, it stays in the interpreter (bit-equal to eager) and
+says why once.
 
-One job runs at a time (the machine has few cores; the jobs queue); a job for a module that is already being
-compiled or is loaded in this process is not repeated. `wait` blocks until a job is done (benchmarks and
-bit-reproducible runs use `compile(..., tiered=False)` or `compiled.wait_native()`).
+The worker compiles one module at a time, in order; a module that is being compiled or is loaded is not
+compiled again. `wait` blocks until a job is done (benchmarks and bit-reproducible runs use
+`compile(..., tiered=False)` or `compiled.wait_native()`).
 
 >>> import tracegrad as tg
 >>> f = tg.compile(lambda x: (x * 2.0).exp().sum(), backend="numba", tiered=True)
@@ -39,15 +39,15 @@ import traceback
 
 import numpy as np
 
-_QUEUE: list = []       # jobs not started yet, oldest first
-_RUNNING: list = []     # the job the worker compiles now (at most one)
-_BY_KEY: dict = {}      # module digest -> its job (so one module is compiled once)
-_WORKER: list = []      # the compile worker of this process, once started
+_GRACE = 0.05             # seconds a `NativeJob` thread lets the call that started it finish
+_LOCK = threading.Lock()  # guards the two tables below and the worker's stdin
+_BY_KEY: dict = {}        # module digest -> the compile of it (so one module is compiled once)
+_WORKER: list = []        # the compile worker of this process, once started
 
 
 class Worker:
-    """The background compile process, fed one job at a time through its stdin; a reader thread collects each
-    job's outcome from its stdout (``ok DIR`` or ``error DIR MESSAGE``)."""
+    """The background compile process, fed jobs through its stdin (it compiles them in order); a reader thread
+    collects each job's outcome from its stdout (``ok DIR`` or ``error DIR MESSAGE``)."""
 
     def __init__(self):
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
@@ -56,6 +56,7 @@ class Worker:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, bufsize=1)
         self.outcomes: dict = {}  # job directory -> None (compiled) or the error message
+        self.ended = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True, name="tracegrad-compile-worker")
         self.reader.start()
 
@@ -63,73 +64,29 @@ class Worker:
         for line in self.process.stdout:
             kind, path, *message = line.rstrip("\n").split("\t")
             self.outcomes[path] = message[0] if kind == "error" else None
+        self.ended.set()
 
-    def send(self, job) -> bool:
-        """Hand `job` to the worker; False if it has ended."""
+    def compile(self, job_dir: str, cache: str) -> str | None:
+        """Have the worker compile the job in `job_dir`; blocks (a background thread) until it did. Returns
+        None, or why it failed."""
         try:
-            self.process.stdin.write(f"{job.dir}\t{job.cache}\n")
-            self.process.stdin.flush()
-            return True
+            with _LOCK:
+                self.process.stdin.write(f"{job_dir}\t{cache}\n")
+                self.process.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
-            return False
-
-    def ended(self) -> int | None:
-        """The worker's exit code once it has ended (and its last outcomes have been read), else None."""
-        rc = self.process.poll()
-        if rc is not None:
-            self.reader.join(timeout=1.0)
-        return rc
+            pass  # it has ended: said below
+        while job_dir not in self.outcomes:
+            if self.ended.wait(0.005) and job_dir not in self.outcomes:
+                return f"exit code {self.process.wait()}"
+        return self.outcomes[job_dir]
 
 
 def start_worker() -> Worker:
-    """The compile worker, started if it isn't running (at the first call of a tiered compiled function)."""
-    if _WORKER and _WORKER[0].process.poll() is None:
+    """The compile worker, started if it isn't running."""
+    with _LOCK:
+        if not (_WORKER and _WORKER[0].process.poll() is None):
+            _WORKER[:] = [Worker()]
         return _WORKER[0]
-    _WORKER[:] = [Worker()]
-    return _WORKER[0]
-
-
-class NativeJob:
-    """One background compile: the graph and a copy of one call's inputs in a directory the worker reads."""
-
-    def __init__(self, graph, fastmath: bool, inputs: list, key: str, cache: str):
-        self.key, self.cache = key, cache
-        self.dir = tempfile.mkdtemp(prefix="job-", dir=cache)
-        with open(os.path.join(self.dir, "graph.pkl"), "wb") as f:
-            pickle.dump((graph, fastmath), f, protocol=pickle.HIGHEST_PROTOCOL)
-        # NOTE: np.save keeps C or Fortran order, so numba compiles for the layouts the real calls pass
-        for i, a in enumerate(inputs):
-            np.save(os.path.join(self.dir, f"in{i}.npy"), np.asarray(a), allow_pickle=False)
-        self.worker = None
-        self.error = None
-        self.finished = None
-        self.program = None  # built by a `LoadJob` in this process once the machine code is on disk
-
-    def start(self) -> None:
-        self.worker = start_worker()
-        if not self.worker.send(self):
-            self._end(f"exit code {self.worker.ended()}")
-
-    def done(self) -> bool:
-        """Whether the job has ended (starting queued jobs as the worker frees up)."""
-        poll()
-        return self.finished is not None
-
-    def outcome(self):
-        """``(ended, error)``: whether the worker has finished this job, and the error if it failed."""
-        if self.dir in self.worker.outcomes:
-            return True, self.worker.outcomes[self.dir]
-        rc = self.worker.ended()
-        if rc is None:
-            return False, None
-        if self.dir in self.worker.outcomes:
-            return True, self.worker.outcomes[self.dir]
-        return True, f"exit code {rc}"
-
-    def _end(self, error) -> None:
-        self.finished = time.perf_counter()
-        self.error = error
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _SWITCH = {"loads": 0, "interval": None}
@@ -138,7 +95,7 @@ _SWITCH_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _short_switch_interval():
-    """While a thread loads native code, the GIL changes hands every 0.05 ms instead of 5 ms.
+    """While a thread gets native code, the GIL changes hands every 0.05 ms instead of 5 ms.
 
     Importing numba and loading machine code release the GIL at every file read; with the default interval
     the loader then waits up to 5 ms for each re-acquisition while the main thread runs interpreted calls:
@@ -158,38 +115,49 @@ def _short_switch_interval():
                 sys.setswitchinterval(_SWITCH["interval"])
 
 
-class LoadJob:
-    """Loading native code that is on disk already (a warm kernel cache, or a background compile that ended): a
-    thread of this process builds the `NativeProgram` and runs it once on copies of one call's inputs, since
-    numba imports and loads each segment at its first call (0.3-0.8 s, most of it importing numba). The calls
-    meanwhile keep running in the interpreter; `program` is ready when `done()`."""
+class NativeJob:
+    """Getting a variant's native program without blocking its calls: a thread of this process generates the
+    module, then loads its machine code if this process or the kernel cache has it, else has the compile
+    worker compile it (one compile per module) and loads that. The calls run in the interpreter meanwhile;
+    `program` (or `error`) is set when `done()`. `native_from` says which path it took."""
 
     def __init__(self, graph, fastmath: bool, inputs: list):
         self.error = None
         self.program = None
+        self.native_from = None
         self.finished = None
         copies = [np.array(a, copy=True, order="K") for a in inputs]  # order K: the layouts the calls pass
-        self.thread = threading.Thread(target=self._load, args=(graph, fastmath, copies), daemon=True,
-                                       name="tracegrad-native-load")
+        self.thread = threading.Thread(target=self._build, args=(graph, fastmath, copies), daemon=True,
+                                       name="tracegrad-native")
         self.thread.start()
 
-    def _load(self, graph, fastmath: bool, copies: list) -> None:
-        with _short_switch_interval():
-            self._build(graph, fastmath, copies)
-
     def _build(self, graph, fastmath: bool, copies: list) -> None:
-        from .interpreter import GuardError
-        from .native import NativeProgram
+        # NOTE: the work waits for the call that started it to return (a first replay takes a few ms): started
+        # at once, it took the GIL from that call, which then cost 15-35 ms instead of 1 (the demo's step)
+        time.sleep(_GRACE)
+        with _short_switch_interval():  # the calls meanwhile get the GIL back within 0.05 ms
+            self._get(graph, fastmath, copies)
+
+    def _get(self, graph, fastmath: bool, copies: list) -> None:
+        from ..compiler.codegen import ModuleSource, native_graph
+        from . import native
         try:
-            program = NativeProgram(graph, fastmath=fastmath)
-            try:
-                program.run(copies)
-            except GuardError:
-                pass  # the segments before the guard loaded; the calls check guards on their own values
-            self.program = program
+            source = ModuleSource(native_graph(graph), fastmath=fastmath).module_source
+            if native.is_loaded(source):
+                self.native_from = "loaded in this process already"
+            elif native.cached_on_disk(source):
+                self.native_from = "loaded from the kernel cache"
+            else:
+                self.native_from = "compiled by a background process"
+                error = _compile_once(graph, fastmath, copies, native.module_digest(source)[1], native.cache_dir())
+                if error is not None:
+                    self.error = error
+                    return
+            self.program = _load(graph, fastmath, copies)
         except Exception as e:  # noqa: BLE001 - reported once by the variant, which stays in the interpreter
             self.error = f"{type(e).__name__}: {e}"
-        self.finished = time.perf_counter()
+        finally:
+            self.finished = time.perf_counter()
 
     def done(self) -> bool:
         return not self.thread.is_alive()
@@ -198,56 +166,63 @@ class LoadJob:
         self.thread.join()
 
 
-def poll() -> None:
-    """Reap the running job if it ended and hand the next one to the worker."""
-    while True:
-        if _RUNNING:
-            job = _RUNNING[0]
-            ended, error = job.outcome()
-            if not ended:
-                return
-            _RUNNING.clear()
-            job._end(error)
-        if not _QUEUE:
-            return
-        job = _QUEUE.pop(0)
-        _RUNNING.append(job)
-        job.start()
-        if job.finished is not None:  # the worker could not take it
-            _RUNNING.clear()
+def _compile_once(graph, fastmath: bool, inputs: list, key: str, cache: str) -> str | None:
+    """Have the worker compile the module `key` (or wait for the compile of it already under way); returns None,
+    or why it failed."""
+    with _LOCK:
+        pending = _BY_KEY.get(key)
+        if pending is None:
+            pending = _BY_KEY[key] = {"done": threading.Event(), "error": None}
+            mine = True
+        else:
+            mine = False
+    if not mine:
+        pending["done"].wait()
+        return pending["error"]
+    job_dir = tempfile.mkdtemp(prefix="job-", dir=cache)
+    try:
+        with open(os.path.join(job_dir, "graph.pkl"), "wb") as f:
+            pickle.dump((graph, fastmath), f, protocol=pickle.HIGHEST_PROTOCOL)
+        # NOTE: np.save keeps C or Fortran order, so numba compiles for the layouts the real calls pass
+        for i, a in enumerate(inputs):
+            np.save(os.path.join(job_dir, f"in{i}.npy"), a, allow_pickle=False)
+        pending["error"] = start_worker().compile(job_dir, cache)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        if pending["error"] is not None:
+            with _LOCK:
+                _BY_KEY.pop(key, None)  # a later variant may try again
+        pending["done"].set()
+    return pending["error"]
 
 
-def submit(graph, fastmath: bool, inputs: list, key: str, cache: str) -> NativeJob:
-    """A background compile of `graph` (one per module `key`), queued behind the running one."""
-    job = _BY_KEY.get(key)
-    if job is not None and job.error is None:
-        return job
-    job = _BY_KEY[key] = NativeJob(graph, fastmath, inputs, key, cache)
-    _QUEUE.append(job)
-    poll()
-    return job
+def _load(graph, fastmath: bool, copies: list):
+    """The native program, run once on copies of the inputs (numba loads each segment at its first call)."""
+    from .interpreter import GuardError
+    from .native import NativeProgram
+    program = NativeProgram(graph, fastmath=fastmath)
+    try:
+        program.run(copies)
+    except GuardError:
+        pass  # the segments before the guard loaded; the calls check guards on their own values
+    return program
 
 
 def native_or_job(graph, fastmath: bool, inputs: list):
     """``(program, None)`` if this process has the graph's native module loaded already (the same kernels for
-    another batch size, or another function), else ``(None, job)``: a background compile of it."""
-    from ..compiler.codegen import ModuleSource, native_graph
+    another batch size, or another function), else ``(None, job)``: a `NativeJob` getting it in the background.
+    (With no module loaded yet, as on a cold start, nothing is generated on the caller's thread.)"""
     from . import native
-    source = ModuleSource(native_graph(graph), fastmath=fastmath).module_source
-    if native.is_loaded(source):
-        return native.NativeProgram(graph, fastmath=fastmath), None
-    if native.cached_on_disk(source):  # a warm cache: loaded by a thread of this process, no compile
-        return None, LoadJob(graph, fastmath, inputs)
-    return None, submit(graph, fastmath, inputs, native.module_digest(source)[1], native.cache_dir())
+    if native.any_loaded():
+        from ..compiler.codegen import ModuleSource, native_graph
+        if native.is_loaded(ModuleSource(native_graph(graph), fastmath=fastmath).module_source):
+            return native.NativeProgram(graph, fastmath=fastmath), None
+    return None, NativeJob(graph, fastmath, inputs)
 
 
 def wait(job) -> None:
-    """Block until `job` has ended (running the queue ahead of it)."""
-    if isinstance(job, LoadJob):
-        job.wait()
-        return
-    while not job.done():
-        time.sleep(0.002)
+    """Block until `job` has ended."""
+    job.wait()
 
 
 def _compile_job(path: str) -> None:

@@ -129,6 +129,10 @@ class CompiledFunction:
         self.check = check
         self.fastmath = fastmath
         self.tiered = tiered
+        if tiered and self.backend == "numba":
+            # NOTE: imported now, not at the first replay (10 ms; neither imports numba)
+            from ..runtime import native as _native  # noqa: F401
+            from ..runtime import tiered as _tiered  # noqa: F401
         self.retraces: list[str] = []
         self._cache: dict = {}
         self._keys: list = []
@@ -229,9 +233,6 @@ class CompiledFunction:
     eager_calls = 0
 
     def _trace_and_run(self, key, leaves, args, kwargs, reason):
-        if self.tiered and self.backend == "numba" and not self.check:
-            from ..runtime import tiered
-            tiered.start_worker()  # Python, tracegrad and numba start up on the other core while this traces
         tracer = Tracer(self._name, strict=self.strict)
         try:
             out_tree, out_leaves, region = _run_traced(tracer, self.fn, leaves, args, kwargs, region_ok=True)

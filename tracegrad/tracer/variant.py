@@ -154,46 +154,32 @@ class Variant:
 
     def _program_for(self, inputs):
         """The program for this call: at the first replay of a tiered variant, the interpreter (and a background
-        compile of the native program); at a later call after that compile ended, the native program."""
+        `tiered.NativeJob` getting the native program); at a later call after that job ended, the native program."""
         if self._program is None and self.tiered:
             from ..runtime import tiered
             native, self.job = tiered.native_or_job(self.graph, self.fastmath, inputs)
             if native is not None:  # the same module is loaded already (another batch size, another function)
                 self._program, self.tier, self.native_after = native, "native", self.calls
                 self.native_from = "loaded in this process already"
-            else:
-                self.native_from = ("loaded from the kernel cache" if isinstance(self.job, tiered.LoadJob) else
-                                    "compiled by a background process")
         elif self.job is not None and self.job.done():
-            self._switch(inputs)
+            self._switch()
         return self.program
 
-    def _switch(self, inputs=None) -> None:
-        """The background job ended: run its native program from now on (or keep the interpreter, saying why
-        once). A compile that ended leaves machine code on disk: a thread loads it (`tiered.LoadJob`) while the
-        calls go on in the interpreter, unless the caller waits anyway (`inputs` None)."""
+    def _switch(self) -> None:
+        """The background job ended: run its native program from now on, or keep the interpreter, saying why
+        once."""
         job, self.job = self.job, None
-        if job.error is None:
-            if job.program is not None:
-                self._program, self.tier, self.native_after = job.program, "native", self.calls
-                return
-            if inputs is not None:
-                from ..runtime import tiered
-                self.job = tiered.LoadJob(self.graph, self.fastmath, inputs)
-                return
-            try:
-                self._program, self.tier, self.native_after = self._native(self.graph), "native", self.calls
-                return
-            except Exception as e:  # noqa: BLE001 - the interpreter still runs this variant correctly
-                job.error = f"{type(e).__name__}: {e}"
+        self.native_from = job.native_from
+        if job.error is None and job.program is not None:
+            self._program, self.tier, self.native_after = job.program, "native", self.calls
+            return
         warn_user(f"compile: the native code of a variant could not be built ({job.error}); it keeps running in the "
                   f"interpreter")
 
     def wait_native(self) -> None:
-        """Block until this variant's background compile (if any) has ended, and switch to native code."""
+        """Block until this variant's background job (if any) has ended, and switch to native code."""
         if self.job is not None:
-            from ..runtime import tiered
-            tiered.wait(self.job)
+            self.job.wait()
             self._switch()
 
     # ------------------------------------------------------------------ guards on captured state
