@@ -13,8 +13,8 @@ native code from the next call on; if anything failed, it stays in the interpret
 says why once.
 
 The worker compiles one module at a time, in order; a module that is being compiled or is loaded is not
-compiled again. `wait` blocks until a job is done (benchmarks and bit-reproducible runs use
-`compile(..., tiered=False)` or `compiled.wait_native()`).
+compiled again. `compiled.wait_native()` blocks until the job is done (benchmarks and bit-reproducible runs
+use it, or `compile(..., tiered=False)`).
 
 >>> import tracegrad as tg
 >>> f = tg.compile(lambda x: (x * 2.0).exp().sum(), backend="numba", tiered=True)
@@ -125,7 +125,6 @@ class NativeJob:
         self.error = None
         self.program = None
         self.native_from = None
-        self.finished = None
         copies = [np.array(a, copy=True, order="K") for a in inputs]  # order K: the layouts the calls pass
         self.thread = threading.Thread(target=self._build, args=(graph, fastmath, copies), daemon=True,
                                        name="tracegrad-native")
@@ -156,8 +155,6 @@ class NativeJob:
             self.program = _load(graph, fastmath, copies)
         except Exception as e:  # noqa: BLE001 - reported once by the variant, which stays in the interpreter
             self.error = f"{type(e).__name__}: {e}"
-        finally:
-            self.finished = time.perf_counter()
 
     def done(self) -> bool:
         return not self.thread.is_alive()
@@ -218,11 +215,6 @@ def native_or_job(graph, fastmath: bool, inputs: list):
         if native.is_loaded(ModuleSource(native_graph(graph), fastmath=fastmath).module_source):
             return native.NativeProgram(graph, fastmath=fastmath), None
     return None, NativeJob(graph, fastmath, inputs)
-
-
-def wait(job) -> None:
-    """Block until `job` has ended."""
-    job.wait()
 
 
 def _compile_job(path: str) -> None:
