@@ -175,17 +175,21 @@ def test_random_draws_before_a_failed_guard_are_drawn_again_as_eager_draws_them(
     assert runs[0] == runs[1]
 
 
+def _loss_and_grad(loss, leaf):
+    """Backward from `loss`; returns it and a copy of `leaf`'s gradient, which is reset for the next call."""
+    loss.backward()
+    g = leaf.grad.clone()
+    leaf.grad = None
+    return loss, g
+
+
 def _clip_then_use():
     w = tg.tensor([1.0, -2.0, 3.0], requires_grad=True)
 
     def f(x):
         with tg.no_grad():
             w.clamp_(-1.0, 1.0)  # a projection: invisible to autograd, w stays the leaf
-        loss = (w * x).sum()
-        loss.backward()
-        g = w.grad.clone()
-        w.grad = None
-        return loss, g
+        return _loss_and_grad((w * x).sum(), w)
     return f
 
 
@@ -196,11 +200,7 @@ def _non_leaf_written_under_no_grad():
         y = x0 * 2
         with tg.no_grad():
             y.add_(1)  # y keeps the graph recorded before the write, as in eager mode and PyTorch
-        loss = (y * x).sum()
-        loss.backward()
-        g = x0.grad.clone()
-        x0.grad = None
-        return loss, g
+        return _loss_and_grad((y * x).sum(), x0)
     return f
 
 
@@ -209,11 +209,7 @@ def _data_assignment():
 
     def f(x):
         w.data = w.data * 0.5
-        loss = (w * w * x).sum()
-        loss.backward()
-        g = w.grad.clone()
-        w.grad = None
-        return loss, g
+        return _loss_and_grad((w * w * x).sum(), w)
     return f
 
 

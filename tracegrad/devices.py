@@ -67,6 +67,7 @@ class device:  # noqa: N801 - PyTorch's name
 
 
 CPU = device("cpu")
+device_type = device  # NOTE: the class, under a name `to_arguments`'s `device` parameter doesn't shadow
 
 
 def is_device(arg) -> bool:
@@ -84,6 +85,22 @@ def check(arg, where: str) -> device:
         raise RuntimeError(f"{where}: tracegrad computes on the CPU only, so device '{dev}' can't be used "
                            f"(tracegrad.cuda.is_available() is False): use device='cpu', or leave device out")
     return dev
+
+
+def to_arguments(args, dtype, device, where: str):
+    """The dtype a ``.to(*args, dtype=, device=)`` call asks for (None: keep it): a positional tensor gives its
+    dtype, a device (a string, a `device`, an int) must be the CPU (else this raises, naming `where`), anything
+    else is a dtype."""
+    from ._tensor import Tensor
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, (str, device_type)) or (isinstance(a, int) and not isinstance(a, bool)):
+            check(a, where)
+        elif a is not None and dtype is None:
+            dtype = a
+    check(device, where)
+    return dtype
 
 
 def _no(*_, **__) -> bool:

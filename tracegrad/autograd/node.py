@@ -59,7 +59,10 @@ def laid_out_like(array: np.ndarray, like: np.ndarray, copy: bool) -> np.ndarray
     0.55 ms instead of 0.05 ms).
     """
     order = "C" if like.flags.c_contiguous else ("F" if like.flags.f_contiguous else "K")
-    return np.array(array, copy=True, order=order) if copy else np.asarray(array, order=order)
+    if copy:
+        return np.array(array, copy=True, order=order)
+    laid_out = array.flags.c_contiguous if order == "C" else array.flags.f_contiguous if order == "F" else True
+    return array if laid_out else np.asarray(array, order=order)  # NOTE: per grad per compiled call: no call
 
 
 class AccumulateGrad(_GraphNode):

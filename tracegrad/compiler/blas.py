@@ -135,12 +135,9 @@ def gemm_into(typingctx, a, b, out):
                     alpha, beta = context.get_constant(dtype, 1.0), context.get_constant(dtype, 0.0)
                     ldc = builder.sdiv(cgutils.unpack_tuple(builder, z.strides, 2)[0], itemsize)
                     ldc = builder.select(builder.icmp_signed(">", ldc, ir.Constant(intp, 1)), ldc, ir.Constant(intp, 1))
-                    if _NUMPY_BLAS is not None:
-                        _numpy_gemm(builder, intp, dtype, alpha, beta, (x_rows, x_ld, x_data), (y_rows, y_ld, y_data),
-                                    m, n, k, z, ldc, context)
-                    else:
-                        _numba_gemm(builder, intp, dtype, alpha, beta, (x_rows, x_ld, x_data), (y_rows, y_ld, y_data),
-                                    m, n, k, z, ldc, context)
+                    gemm = _numpy_gemm if _NUMPY_BLAS is not None else _numba_gemm
+                    gemm(builder, intp, dtype, alpha, beta, (x_rows, x_ld, x_data), (y_rows, y_ld, y_data), m, n, k,
+                         z, ldc, context)
         return ok
 
     return types.boolean(a, b, out), codegen

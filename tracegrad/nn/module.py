@@ -204,16 +204,8 @@ class Module:
         """Cast floating parameters and buffers in place (`module.to(tracegrad.float64)`); the device
         (`module.to(device)`) must be the CPU, where they are."""
         from .. import devices
-        from .._tensor import Tensor
         from ..dtypes import as_dtype
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype = a.dtype
-            elif isinstance(a, (str, devices.device)) or (isinstance(a, int) and not isinstance(a, bool)):
-                devices.check(a, f"{type(self).__name__}.to")
-            elif a is not None:
-                dtype = a
-        devices.check(device, f"{type(self).__name__}.to")
+        dtype = devices.to_arguments(args, dtype, device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
         dtype = as_dtype(dtype)

@@ -99,16 +99,7 @@ def cast(x: Tensor, dtype) -> Tensor:
 
 def to(x: Tensor, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
     """`x.to(dtype)`, `x.to(device)`, `x.to(device, dtype)`, `x.to(other)`: a cast; the device must be the CPU."""
-    for a in args:
-        if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif a is None:
-            continue
-        elif isinstance(a, (str, devices.device)) or (isinstance(a, int) and not isinstance(a, builtins.bool)):
-            devices.check(a, "Tensor.to")
-        elif dtype is None:
-            dtype = a
-    devices.check(device, "Tensor.to")
+    dtype = devices.to_arguments(args, dtype, device, "Tensor.to")
     if dtype is None or dtypes.as_dtype(dtype) is x.dtype:
         return clone(x) if copy else x
     return cast(x, dtype)
