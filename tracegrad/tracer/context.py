@@ -169,7 +169,7 @@ class Tracer:
 
     def _constant_ids(self) -> set:
         if self._const_ids is None:
-            from ..ops.functions import _CONSTANTS
+            from ..ops.base import _CONSTANTS
             self._const_ids = {id(c) for c in _CONSTANTS.values()}
         return self._const_ids
 
