@@ -123,7 +123,8 @@ from .ops.functions import (
     var,
     where,
 )
-from .random import Generator, default_generator, initial_seed, manual_seed, seed
+from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .sampling import bernoulli, normal
 
 float32 = float = dtypes.float32
 float64 = double = dtypes.float64

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from .. import dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
 from ..creation import arange, full, rand
@@ -70,8 +71,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
         return x
     if p == 1.0:
         return x * 0.0
-    keep = (rand(*x.shape, dtype=x.dtype if x.is_floating_point() else None, generator=generator) >= p)
-    return _named(x * (keep.to(x.dtype) * (1.0 / (1.0 - p))), "MulBackward0")
+    # NOTE: PyTorch keeps an element when a float64 uniform draw is below 1 - p (bernoulli_(1 - p)), and scales
+    # the mask by 1 / (1 - p) before multiplying: the same draws, so the same mask as PyTorch for a seed.
+    keep = rand(*x.shape, dtype=dtypes.float64, generator=generator) < (1.0 - p)
+    return _named(x * (keep.to(x.dtype) / (1.0 - p)), "MulBackward0")
 
 
 def embedding(indices: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

@@ -3,7 +3,8 @@
 VJPs are one rule per input, `rule(g, out, *inputs, **params)`, written in tracegrad's own ops so the
 same rule serves eager autograd, higher-order gradients and (later) the compiler's autodiff pass.
 Broadcasting is not handled here: the engine sums each gradient back to its input's shape.
-Everything else (sub, relu, softmax, var, ...) is composed from these in the modules `functions.py` gathers (`arithmetic.py`, `reductions.py`, ...).
+Everything else (sub, relu, softmax, var, ...) is composed from these in the modules `functions.py` gathers
+(`arithmetic.py`, `reductions.py`, ...).
 """
 from __future__ import annotations
 
@@ -430,12 +431,12 @@ def _random_infer(shape, dtype, generator, **_):
     return AV(shape, dtype)
 
 
-uniform = register(Op("uniform", OPAQUE, lambda shape, dtype, generator: generator.np.random(shape, dtype=dtype.np),
+uniform = register(Op("uniform", OPAQUE, lambda shape, dtype, generator: generator.uniform(shape, dtype.np),
                       _random_infer, arity=0, effects=True))
 normal = register(Op("normal", OPAQUE,
-                     lambda shape, dtype, generator: generator.np.standard_normal(shape, dtype=dtype.np),
+                     lambda shape, dtype, generator: generator.normal(shape, dtype.np),
                      _random_infer, arity=0, effects=True))
 randint = register(Op("randint", OPAQUE, lambda shape, dtype, generator, low, high:
-                      generator.np.integers(low, high, shape).astype(dtype.np), _random_infer, arity=0, effects=True))
-randperm = register(Op("randperm", OPAQUE, lambda shape, dtype, generator: generator.np.permutation(shape[0])
+                      generator.integers(shape, low, high).astype(dtype.np), _random_infer, arity=0, effects=True))
+randperm = register(Op("randperm", OPAQUE, lambda shape, dtype, generator: generator.permutation(shape[0])
                        .astype(dtype.np), _random_infer, arity=0, effects=True))

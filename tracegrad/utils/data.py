@@ -13,7 +13,7 @@ tensor([2, 3]) tensor([20, 30])
 tensor([4]) tensor([40])
 
 Shuffling draws from `tracegrad`'s module-level generator (so `tracegrad.manual_seed` makes a run
-reproducible) or from the `generator` passed in. The random streams are not PyTorch's.
+reproducible) or from the `generator` passed in, drawing as PyTorch does: the same seed gives PyTorch's batches.
 """
 from __future__ import annotations
 
@@ -570,6 +570,9 @@ class _SingleProcessDataLoaderIter:
         self._collate_fn = loader.collate_fn
         self._len_called = loader._IterableDataset_len_called
         self._sampler_iter = iter(self._index_sampler)
+        # NOTE: PyTorch draws a seed for worker processes here, before the sampler draws its own; drawing it too
+        # keeps a shuffled epoch on PyTorch's stream (same seed, same batches).
+        self._base_seed = int(randint(0, 2 ** 63, (), generator=loader.generator).item())
         self._dataset_iter = iter(self._dataset) if self._iterable else None
         self._ended = False
         self._num_yielded = 0
