@@ -24,6 +24,31 @@ SCHEDULERS = {
     "CosineAnnealingLR": lambda opt: lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-4),
     "LambdaLR": lambda opt: lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / (1.0 + 0.01 * epoch)),
 }
+# the other schedulers, over fewer steps (the suite's time budget): OneCycleLR also cycles SGD's momentum
+MORE_SCHEDULERS = {
+    "MultiStepLR": lambda opt: lr_scheduler.MultiStepLR(opt, milestones=[20, 50, 50, 100], gamma=0.7),
+    "ConstantLR": lambda opt: lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=60),
+    "LinearLR": lambda opt: lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=0.6, total_iters=80),
+    "ExponentialLR": lambda opt: lr_scheduler.ExponentialLR(opt, gamma=0.99),
+    "OneCycleLR": lambda opt: lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=120, three_phase=True),
+    "SequentialLR": lambda opt: lr_scheduler.SequentialLR(
+        opt, [lr_scheduler.LinearLR(opt, start_factor=0.2, total_iters=30),
+              lr_scheduler.CosineAnnealingLR(opt, T_max=90)], milestones=[30]),
+    "ChainedScheduler": lambda opt: lr_scheduler.ChainedScheduler(
+        [lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=40), lr_scheduler.ExponentialLR(opt, gamma=0.995)]),
+    "ReduceLROnPlateau": lambda opt: Plateau(opt),
+}
+
+
+class Plateau:
+    """ReduceLROnPlateau stepped with a validation metric that improves, then stalls (the loop's `step()`)."""
+
+    def __init__(self, opt):
+        self.sched, self.t = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, cooldown=3), 0
+
+    def step(self):
+        self.t += 1
+        self.sched.step(max(1.0 - 0.01 * self.t, 0.6) + 0.001 * (self.t % 3))
 
 
 class HandWritten:
@@ -64,22 +89,27 @@ def _data(n=32, seed=1):
 
 def test_every_scheduler_in_lr_scheduler_is_covered_here():
     names = {n for n in lr_scheduler.__all__ if n != "LRScheduler"}
-    assert names <= set(SCHEDULERS), f"add the new schedulers to SCHEDULERS: {names - set(SCHEDULERS)}"
+    covered = set(SCHEDULERS) | set(MORE_SCHEDULERS)
+    assert names <= covered, f"add the new schedulers to SCHEDULERS: {names - covered}"
 
 
-@pytest.mark.parametrize("name", [*SCHEDULERS, "hand-written"])
+@pytest.mark.parametrize("name", [*SCHEDULERS, "hand-written", *MORE_SCHEDULERS])
 def test_1000_scheduler_steps_never_retrace_and_equal_eager(name):
-    make = SCHEDULERS.get(name, HandWritten)
+    make = SCHEDULERS.get(name) or MORE_SCHEDULERS.get(name) or HandWritten
     (m1, o1), (m2, o2) = _twins(lambda p: tg.optim.SGD(p, lr=0.05, momentum=0.9))
     s1, s2 = make(o1), make(o2)
     eager, compiled = _step(m1, o1), tg.compile(_step(m2, o2))
     x, y = _data()
-    for i in range(1000):
+    seen = set()
+    for i in range(120 if name in MORE_SCHEDULERS else 1000):
         a, b = eager(x, y), compiled(x, y)
         assert type(b) is float and a == b, (i, a, b)
         s1.step()
         s2.step()
-    assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"] != 0.05
+        assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"]
+        assert o1.param_groups[0]["momentum"] == o2.param_groups[0]["momentum"]
+        seen.add((o2.param_groups[0]["lr"], o2.param_groups[0]["momentum"]))
+    assert len(seen) > 1, seen  # the schedule changed the learning rate (or momentum)
     # the first call, then the call after the optimizer created its momentum buffers; no scheduler retrace
     assert len(compiled.retraces) == 2, compiled.retraces
     assert "created tensors that outlive it" in compiled.retraces[1]

@@ -5,7 +5,7 @@
 >>> net(tg.ones(2, 4)).shape
 tracegrad.Size([2, 3])
 """
-from . import functional, init
+from . import functional, init, utils
 from .layers import (
                      GELU,
                      AdaptiveAvgPool2d,
@@ -31,7 +31,7 @@ from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
 from .module import Module, ModuleDict, ModuleList, Sequential
 from .parameter import Parameter
 
-__all__ = ["functional", "init", "Module", "Sequential", "ModuleList", "ModuleDict", "Parameter", "Identity",
+__all__ = ["functional", "init", "utils", "Module", "Sequential", "ModuleList", "ModuleDict", "Parameter", "Identity",
            "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Embedding", "ReLU", "LeakyReLU", "GELU", "Tanh", "Sigmoid",
            "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss",

@@ -1,19 +1,13 @@
 """Adam and AdamW (decoupled weight decay), with amsgrad and maximize."""
 from __future__ import annotations
 
-from .. import dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
 from ..creation import tensor, zeros_like
 from ..ops.functions import maximum
-from .optimizer import Optimizer
+from .optimizer import Optimizer, _scalar_dtype
 
 __all__ = ["Adam", "AdamW", "adam"]
-
-
-def _scalar_dtype():
-    """The dtype of state['step'], as PyTorch's `_get_scalar_dtype`: float64 if that is the default, else float32."""
-    return dtypes.float64 if dtypes.get_default_dtype() is dtypes.float64 else dtypes.float32
 
 
 class Adam(Optimizer):

@@ -21,9 +21,10 @@ from collections import defaultdict
 from itertools import chain
 from typing import Any
 
-from .. import _tracing
+from .. import _tracing, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
+from ..creation import tensor
 
 __all__ = ["Optimizer", "ParamGroup", "required"]
 
@@ -60,6 +61,19 @@ def _clone_state_value(param: Tensor, value, key=None):
     if isinstance(value, (list, tuple)):
         return type(value)(_clone_state_value(param, v) for v in value)
     return value
+
+
+def _scalar_dtype():
+    """The dtype of state['step'], as PyTorch's `_get_scalar_dtype`: float64 if that is the default, else float32."""
+    return dtypes.float64 if dtypes.get_default_dtype() is dtypes.float64 else dtypes.float32
+
+
+def _tensor_steps(opt: Optimizer) -> None:
+    """Turn loaded Python-number 'step' entries of `opt.state` into 0-dim tensors (of `_scalar_dtype`), as
+    PyTorch's `__setstate__` does for optimizers that keep a step count."""
+    for state in opt.state.values():
+        if isinstance(state, dict) and "step" in state and not isinstance(state["step"], Tensor):
+            state["step"] = tensor(float(state["step"]), dtype=_scalar_dtype())
 
 
 class ParamGroup(dict):
