@@ -153,3 +153,7 @@ def is_tensor(obj):
 
 def numel(x: Tensor) -> int:
     return x.numel()
+
+# ---- saving and loading (PyTorch's file format)
+from . import serialization  # noqa: E402
+from .serialization import load, save  # noqa: E402
