@@ -25,6 +25,7 @@ unpickling then runs whatever code the file names.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import contextlib
 import io
@@ -342,6 +343,10 @@ class _Unpickler(pickle.Unpickler):
         self.loaded: dict[str, _Storage] = {}
 
     def find_class(self, module, name):
+        # NOTE: a protocol-2 pickle names Python 2's modules (__builtin__.set): read them as Python 3's
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full = f"{module}.{name}"
         found = _LOAD_GLOBALS.get(full, _SAFE_GLOBALS.get(full))
         if found is not None:
