@@ -145,7 +145,8 @@ class Tensor:
         check(device, where)
         return dtype if dtype is not None else self.dtype
 
-    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    def new_zeros(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
+                  pin_memory=False):
         """Zeros of `size`, by default with this tensor's dtype (``x.new_zeros(2, 3)``, ``x.new_zeros((2, 3))``).
 
         >>> import tracegrad as tg
@@ -153,17 +154,22 @@ class Tensor:
         tracegrad.int64
         """
         from .creation import zeros
-        return zeros(*size, dtype=self._new_dtype(dtype, device, "new_zeros"), requires_grad=requires_grad)
+        return zeros(*args, size=size, dtype=self._new_dtype(dtype, device, "new_zeros"),
+                     requires_grad=requires_grad)
 
-    def new_ones(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    def new_ones(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
+                 pin_memory=False):
         """Ones of `size`, by default with this tensor's dtype."""
         from .creation import ones
-        return ones(*size, dtype=self._new_dtype(dtype, device, "new_ones"), requires_grad=requires_grad)
+        return ones(*args, size=size, dtype=self._new_dtype(dtype, device, "new_ones"),
+                    requires_grad=requires_grad)
 
-    def new_empty(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    def new_empty(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
+                  pin_memory=False):
         """An uninitialized tensor of `size`, by default with this tensor's dtype."""
         from .creation import empty
-        return empty(*size, dtype=self._new_dtype(dtype, device, "new_empty"), requires_grad=requires_grad)
+        return empty(*args, size=size, dtype=self._new_dtype(dtype, device, "new_empty"),
+                     requires_grad=requires_grad)
 
     def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None,
                  pin_memory=False):
