@@ -145,8 +145,7 @@ class Tensor:
         check(device, where)
         return dtype if dtype is not None else self.dtype
 
-    def new_zeros(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
-                  pin_memory=False):
+    def new_zeros(self, *args, size=None, dtype=None, device=None, requires_grad=False):
         """Zeros of `size`, by default with this tensor's dtype (``x.new_zeros(2, 3)``, ``x.new_zeros((2, 3))``).
 
         >>> import tracegrad as tg
@@ -157,22 +156,19 @@ class Tensor:
         return zeros(*args, size=size, dtype=self._new_dtype(dtype, device, "new_zeros"),
                      requires_grad=requires_grad)
 
-    def new_ones(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
-                 pin_memory=False):
+    def new_ones(self, *args, size=None, dtype=None, device=None, requires_grad=False):
         """Ones of `size`, by default with this tensor's dtype."""
         from .creation import ones
         return ones(*args, size=size, dtype=self._new_dtype(dtype, device, "new_ones"),
                     requires_grad=requires_grad)
 
-    def new_empty(self, *args, size=None, dtype=None, device=None, requires_grad=False, layout=None,
-                  pin_memory=False):
+    def new_empty(self, *args, size=None, dtype=None, device=None, requires_grad=False):
         """An uninitialized tensor of `size`, by default with this tensor's dtype."""
         from .creation import empty
         return empty(*args, size=size, dtype=self._new_dtype(dtype, device, "new_empty"),
                      requires_grad=requires_grad)
 
-    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None,
-                 pin_memory=False):
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
         """`size` filled with `fill_value`, by default with this tensor's dtype (not the value's).
 
         >>> import tracegrad as tg
@@ -182,7 +178,7 @@ class Tensor:
         from .creation import full
         return full(size, fill_value, dtype=self._new_dtype(dtype, device, "new_full"), requires_grad=requires_grad)
 
-    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
         """A copy of `data` as a new leaf tensor, by default with this tensor's dtype.
 
         >>> import tracegrad as tg
