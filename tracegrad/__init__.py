@@ -154,3 +154,11 @@ def is_tensor(obj):
 
 def numel(x: Tensor) -> int:
     return x.numel()
+
+# ---- saving and loading (PyTorch's file format), threads, inference mode, legacy tensor types, default device
+from . import serialization  # noqa: E402
+from ._tensor import BoolTensor, DoubleTensor, FloatTensor, LongTensor  # noqa: E402
+from .autograd import inference_mode, is_inference_mode_enabled  # noqa: E402
+from .devices import get_default_device, set_default_device  # noqa: E402
+from .serialization import load, save  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402

@@ -50,7 +50,7 @@ class Tensor:
     (`x.exp()`) and a function form (`tracegrad.exp(x)`).
     """
 
-    __slots__ = ("_data", "_rg", "grad_fn", "_grad", "_vbox", "_base", "_acc", "__weakref__")
+    __slots__ = ("_data", "_rg", "grad_fn", "_grad", "_vbox", "_base", "_acc", "_inf", "__weakref__")
     __array_priority__ = 1000  # numpy scalars and arrays defer to Tensor's reflected operators
 
     # ------------------------------------------------------------------ construction
@@ -64,6 +64,7 @@ class Tensor:
         t._vbox = None
         t._base = None
         t._acc = None
+        t._inf = False  # an inference tensor (made in `inference_mode`): autograd may not save it
         if _tracing.TRACER is not None:
             _tracing.TRACER.born(t)
         return t
@@ -73,6 +74,7 @@ class Tensor:
         self._data = _to_array(data, dtype)
         self._rg = False
         self.grad_fn = self._grad = self._vbox = self._base = self._acc = None
+        self._inf = _GRAD.inference
         if _tracing.TRACER is not None:
             _tracing.TRACER.born(self)
         if requires_grad:
@@ -105,6 +107,86 @@ class Tensor:
 
     def is_floating_point(self) -> bool:
         return self._data.dtype.kind == "f"
+
+    def element_size(self) -> int:
+        """Bytes per element (``x.itemsize``); ``x.nbytes`` is ``x.numel() * x.element_size()``."""
+        return self._data.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._data.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def is_inference(self) -> bool:
+        """Whether this tensor was made in `tracegrad.inference_mode` (autograd may not save it for backward)."""
+        return self._inf
+
+    def type(self, dtype=None, non_blocking: bool = False, **kwargs):
+        """PyTorch's legacy type name (``'torch.FloatTensor'``) without an argument; with a dtype, a legacy name
+        (``'torch.DoubleTensor'``) or a legacy type (``tracegrad.LongTensor``), this tensor as that type (itself
+        if it is of that type already).
+
+        >>> import tracegrad as tg
+        >>> x = tg.ones(2)
+        >>> x.type(), x.type("torch.LongTensor"), x.type(tg.float32) is x
+        ('torch.FloatTensor', tensor([1, 1]), True)
+        """
+        if dtype is None:
+            return f"torch.{self.dtype.tensor_type}"
+        target = _type_dtype(dtype)
+        return self if target is self.dtype else self.to(target)
+
+    # ------------------------------------------------------------------ new tensors like this one
+    def _new_dtype(self, dtype, device, where: str):
+        from .devices import check
+        check(device, where)
+        return dtype if dtype is not None else self.dtype
+
+    def new_zeros(self, *args, size=None, dtype=None, device=None, requires_grad=False):
+        """Zeros of `size`, by default with this tensor's dtype (``x.new_zeros(2, 3)``, ``x.new_zeros((2, 3))``).
+
+        >>> import tracegrad as tg
+        >>> tg.tensor([1, 2]).new_zeros(2, 3).dtype
+        tracegrad.int64
+        """
+        from .creation import zeros
+        return zeros(*args, size=size, dtype=self._new_dtype(dtype, device, "new_zeros"),
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *args, size=None, dtype=None, device=None, requires_grad=False):
+        """Ones of `size`, by default with this tensor's dtype."""
+        from .creation import ones
+        return ones(*args, size=size, dtype=self._new_dtype(dtype, device, "new_ones"),
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *args, size=None, dtype=None, device=None, requires_grad=False):
+        """An uninitialized tensor of `size`, by default with this tensor's dtype."""
+        from .creation import empty
+        return empty(*args, size=size, dtype=self._new_dtype(dtype, device, "new_empty"),
+                     requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        """`size` filled with `fill_value`, by default with this tensor's dtype (not the value's).
+
+        >>> import tracegrad as tg
+        >>> tg.zeros(1).new_full((2,), 3)
+        tensor([3., 3.])
+        """
+        from .creation import full
+        return full(size, fill_value, dtype=self._new_dtype(dtype, device, "new_full"), requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
+        """A copy of `data` as a new leaf tensor, by default with this tensor's dtype.
+
+        >>> import tracegrad as tg
+        >>> tg.zeros(1, dtype=tg.float64).new_tensor([1, 2])
+        tensor([1., 2.], dtype=tracegrad.float64)
+        """
+        from .creation import tensor
+        return tensor(data, dtype=self._new_dtype(dtype, device, "new_tensor"), requires_grad=requires_grad)
 
     @property
     def device(self):
@@ -152,6 +234,8 @@ class Tensor:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
                                "computed variable in a subgraph that doesn't require differentiation use "
                                "var_no_grad = var.detach().")
+        if requires_grad and self._inf and not _GRAD.inference:
+            raise RuntimeError("Setting requires_grad=True on inference tensor outside InferenceMode is not allowed.")
         if requires_grad and self._data.dtype.kind != "f":
             raise RuntimeError(f"only Tensors of floating point dtype can require gradients "
                                f"(got a tensor of dtype {self.dtype})")
@@ -222,6 +306,7 @@ class Tensor:
         t = Tensor._make(self._data)
         t._vbox = self._version_box()
         t._base = self._base
+        t._inf = self._inf
         if _tracing.TRACER is not None:
             _tracing.TRACER.alias(t, self)
         return t
@@ -237,6 +322,7 @@ class Tensor:
     def data(self) -> Tensor:
         """Same storage, no autograd history, own version counter (in-place changes go unchecked)."""
         t = Tensor._make(self._data)
+        t._inf = self._inf
         if _tracing.TRACER is not None:
             _tracing.TRACER.alias(t, self)
         return t
@@ -326,9 +412,11 @@ class Tensor:
         return tensor_repr(self)
 
     def __format__(self, spec):
-        if self._data.ndim == 0 and spec:
+        """As PyTorch: a 0-d tensor formats its value (``f"{t:.3f}"``, and ``f"{t}"`` is ``str(t.item())``); any
+        other tensor formats as ``str(t)`` with an empty spec, and raises TypeError with another spec."""
+        if self._data.ndim == 0 and type(self) is Tensor:
             return format(self.item(), spec)
-        return repr(self)
+        return object.__format__(self, spec)
 
     def __reduce__(self):
         return (_rebuild, (self._data, self._rg))
@@ -345,6 +433,61 @@ class Tensor:
 
 
 _node_module.Tensor, _node_module._NP_TO_DTYPE = Tensor, _NP_TO_DTYPE
+
+
+def _type_dtype(spec) -> dtypes.DType:
+    """The dtype `Tensor.type` converts to: a dtype, a legacy type or its name (``'torch.FloatTensor'``)."""
+    if isinstance(spec, LegacyTensorType):
+        return spec.dtype
+    if isinstance(spec, str):
+        name = spec.removeprefix("torch.")
+        if name.startswith("cuda."):
+            from .devices import check
+            check("cuda", "Tensor.type")
+        found = _LEGACY_NAMES.get(name)
+        if found is None:
+            raise ValueError(f"invalid type: {spec!r}" + (f" (tracegrad's tensor types are "
+                             f"{', '.join('torch.' + n for n in _LEGACY_NAMES)})" if name.endswith("Tensor") else ""))
+        return found
+    return dtypes.as_dtype(spec)
+
+
+class LegacyTensorType(type):
+    """PyTorch's legacy tensor types (`tracegrad.FloatTensor`, ...): ``isinstance(x, FloatTensor)`` checks the
+    dtype, ``x.type(FloatTensor)`` converts, ``FloatTensor(2, 3)`` is an uninitialized tensor of that shape and
+    ``FloatTensor([1, 2])`` one holding that data.
+
+    >>> import tracegrad as tg
+    >>> isinstance(tg.ones(2), tg.FloatTensor), tg.LongTensor([1, 2]), tg.DoubleTensor(2, 3).shape
+    (True, tensor([1, 2]), tracegrad.Size([2, 3]))
+    """
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.dtype is cls.dtype
+
+    def __call__(cls, *args, device=None):
+        from . import creation
+        from .devices import check
+        check(device, cls.__name__)
+        if not args:
+            return creation.empty(0, dtype=cls.dtype)
+        if len(args) == 1 and not isinstance(args[0], (int, np.integer, Size)):
+            data = args[0]
+            if isinstance(data, Tensor):
+                if data.dtype is not cls.dtype:
+                    raise TypeError(f"{cls.__name__}: expected a tensor of dtype {cls.dtype} (got {data.dtype})")
+                return data.detach()  # as PyTorch: the same data
+            return creation.tensor(data, dtype=cls.dtype)
+        return creation.empty(*args, dtype=cls.dtype)
+
+    def __repr__(cls):
+        return f"<class 'tracegrad.{cls.__name__}'>"
+
+
+FloatTensor, DoubleTensor, LongTensor, BoolTensor = (
+    LegacyTensorType(d.tensor_type, (), {"dtype": d, "__module__": "tracegrad"})
+    for d in (dtypes.float32, dtypes.float64, dtypes.int64, dtypes.bool_))
+_LEGACY_NAMES = {d.tensor_type: d for d in dtypes.ALL}
 
 
 def _rebuild(data, requires_grad):
@@ -377,17 +520,21 @@ def apply(op, *inputs, **params) -> Tensor:
         if out.base is src or (src.base is not None and out.base is src.base):
             res._base = inputs[0]._base if inputs[0]._base is not None else inputs[0]
             res._vbox = inputs[0]._version_box()  # views share their base's version counter
+            res._inf = res._base._inf  # as PyTorch: a view is an inference tensor if its base is one
     # NOTE: only floating results take part in autograd (PyTorch: integer and bool tensors never require grad,
     # so `x.long()` cuts the graph instead of passing gradients through a cast)
-    if _GRAD.enabled and op.differentiable and out.dtype.kind == "f":
-        for t in inputs:
-            if t._rg:
-                res._rg = True
-                res.grad_fn = Node(op, params, inputs, res) if _tracing.TRACER is None else \
-                    _tracing.TRACER.grad_fn(op)
-                if res._base is not None:
-                    res._vbox[1] = True
-                break
+    if _GRAD.enabled:
+        if op.differentiable and out.dtype.kind == "f":
+            for t in inputs:
+                if t._rg:
+                    res._rg = True
+                    res.grad_fn = Node(op, params, inputs, res) if _tracing.TRACER is None else \
+                        _tracing.TRACER.grad_fn(op)
+                    if res._base is not None:
+                        res._vbox[1] = True
+                    break
+    elif _GRAD.inference and res._base is None:
+        res._inf = True  # a new tensor made in inference mode (a view has its base's flag)
     if _tracing.TRACER is not None:
         _tracing.TRACER.record(op, inputs, params, res)
     return res

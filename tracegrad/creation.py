@@ -5,6 +5,8 @@
 tracegrad.Size([2, 3])
 >>> tg.tensor([1, 2]).dtype, tg.tensor([1.0, 2]).dtype
 (tracegrad.int64, tracegrad.float32)
+>>> tg.randn(size=(2, 3)).shape, tg.full(size=(2,), fill_value=7)
+(tracegrad.Size([2, 3]), tensor([7, 7]))
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from . import devices, dtypes
 from ._tensor import Tensor, apply
+from .autograd.grad_mode import STATE as _GRAD
 from .ops import primitives as P
 from .random import default_generator
 
@@ -56,6 +59,7 @@ def _has_numpy_float64(data) -> bool:
 
 def _new(arr: np.ndarray, requires_grad: bool) -> Tensor:
     t = Tensor._make(arr)
+    t._inf = _GRAD.inference
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -81,7 +85,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
     dtypes.from_numpy_dtype(array.dtype)
-    return Tensor._make(array)
+    return _new(array, False)
 
 
 def _size(size) -> tuple:
@@ -95,23 +99,32 @@ def _size(size) -> tuple:
     return tuple(int(s) for s in size)
 
 
+def _shape(args: tuple, size, where: str) -> tuple:
+    """The shape of ``where(*args)`` or ``where(size=...)`` (PyTorch accepts both, not together)."""
+    if size is not None:
+        if args:
+            raise TypeError(f"{where}() got multiple values for argument 'size'")
+        args = (size,)
+    return _size(args)
+
+
 def _dt(dtype, default=None):
     return dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())
 
 
-def zeros(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+def zeros(*args, size=None, dtype=None, requires_grad=False, device=None) -> Tensor:
     devices.check(device, "zeros")
-    return _new(np.zeros(_size(size), _dt(dtype).np), requires_grad)
+    return _new(np.zeros(_shape(args, size, "zeros"), _dt(dtype).np), requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+def ones(*args, size=None, dtype=None, requires_grad=False, device=None) -> Tensor:
     devices.check(device, "ones")
-    return _new(np.ones(_size(size), _dt(dtype).np), requires_grad)
+    return _new(np.ones(_shape(args, size, "ones"), _dt(dtype).np), requires_grad)
 
 
-def empty(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
+def empty(*args, size=None, dtype=None, requires_grad=False, device=None) -> Tensor:
     devices.check(device, "empty")
-    return _new(np.empty(_size(size), _dt(dtype).np), requires_grad)
+    return _new(np.empty(_shape(args, size, "empty"), _dt(dtype).np), requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
@@ -152,16 +165,16 @@ def _float_dt(dtype, name):
     return dt
 
 
-def rand(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
+def rand(*args, size=None, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Uniform samples in [0, 1) from the module-level generator (or `generator`)."""
     devices.check(device, "rand")
-    return _draw(P.uniform, _size(size), _float_dt(dtype, "rand"), generator, requires_grad)
+    return _draw(P.uniform, _shape(args, size, "rand"), _float_dt(dtype, "rand"), generator, requires_grad)
 
 
-def randn(*size, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
+def randn(*args, size=None, dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:
     """Standard normal samples from the module-level generator (or `generator`)."""
     devices.check(device, "randn")
-    return _draw(P.normal, _size(size), _float_dt(dtype, "randn"), generator, requires_grad)
+    return _draw(P.normal, _shape(args, size, "randn"), _float_dt(dtype, "randn"), generator, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=False, device=None) -> Tensor:

@@ -87,6 +87,23 @@ def check(arg, where: str) -> device:
     return dev
 
 
+def set_default_device(device) -> None:
+    """As ``torch.set_default_device``: the CPU (or None) is accepted, and is what tracegrad uses anyway; any
+    other device raises the error of using it.
+
+    >>> import tracegrad as torch
+    >>> torch.set_default_device("cpu")
+    >>> torch.get_default_device()
+    device(type='cpu')
+    """
+    check(device, "set_default_device")
+
+
+def get_default_device() -> device:
+    """The device new tensors are made on: the CPU."""
+    return CPU
+
+
 def to_arguments(args, dtype, device, where: str):
     """The dtype a ``.to(*args, dtype=, device=)`` call asks for (None: keep it): a positional tensor gives its
     dtype, a device (a string, a `device`, an int) must be the CPU (else this raises, naming `where`), anything
@@ -129,4 +146,5 @@ backends = types.SimpleNamespace(mps=mps, cuda=types.SimpleNamespace(is_built=_n
                                  cudnn=types.SimpleNamespace(enabled=False, benchmark=False, deterministic=False,
                                                              is_available=_no))
 
-__all__ = ["CPU", "accelerator", "backends", "check", "cuda", "device", "is_device"]
+__all__ = ["CPU", "accelerator", "backends", "check", "cuda", "device", "get_default_device", "is_device",
+           "set_default_device"]

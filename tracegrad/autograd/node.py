@@ -127,6 +127,14 @@ class Node(_GraphNode):
             saves = sorted({j for i, t in enumerate(inputs) if t._rg for j in op.saved_by[i]})
         self._saved = [(i, inputs[i], inputs[i]._version_box()[0], inputs[i].grad_fn) for i in saves
                        if i < len(inputs)] if saves else ()
+        for saved in self._saved:
+            if saved[1]._inf:
+                raise RuntimeError(
+                    f"Inference tensors cannot be saved for backward. Please do not use Tensors created in inference "
+                    f"mode in computation tracked by autograd. To work around this, you can make a clone to get a "
+                    f"normal tensor and use it in autograd, or use `tracegrad.no_grad()` instead of "
+                    f"`tracegrad.inference_mode()`. (op: {op.name}, input {saved[0]}: "
+                    f"{fmt(saved[1]._data.shape)} {_NP_TO_DTYPE[saved[1]._data.dtype]})")
         if op.save_out:
             box = out._version_box()
             self._out = (out._data, box, box[0])

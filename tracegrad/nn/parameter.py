@@ -22,6 +22,7 @@ class Parameter(Tensor):
             raise TypeError(f"Parameter expects a Tensor, got {type(data).__name__}")
         t = Tensor.__new__(cls)
         t._data, t._rg, t.grad_fn, t._grad, t._vbox, t._base, t._acc = data._data, False, None, None, None, None, None
+        t._inf = data._inf
         t.requires_grad_(requires_grad)
         return t
 
