@@ -106,6 +106,18 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return self._data.dtype.kind == "f"
 
+    def element_size(self) -> int:
+        """Bytes per element (``self.dtype.itemsize``)."""
+        return self._data.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._data.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.size * self._data.itemsize
+
     @property
     def device(self):
         """Always the CPU (`tracegrad.devices`)."""
@@ -120,6 +132,32 @@ class Tensor:
         from .devices import check
         check("cuda" if device is None else device, "Tensor.cuda")
         return self
+
+    # casts to the dtypes without a method in ops.functions (`x.float()`, `x.long()`, ... are there)
+    def half(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.float16)``."""
+        return self.to(dtypes.float16)
+
+    def int(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int32)``.
+
+        >>> import tracegrad as tg
+        >>> tg.tensor([1.7, -1.7]).int()
+        tensor([ 1, -1], dtype=tracegrad.int32)
+        """
+        return self.to(dtypes.int32)
+
+    def short(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int16)``."""
+        return self.to(dtypes.int16)
+
+    def char(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int8)``."""
+        return self.to(dtypes.int8)
+
+    def byte(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.uint8)``."""
+        return self.to(dtypes.uint8)
 
     @property
     def aval(self) -> AbstractValue:

@@ -53,7 +53,7 @@ def _const(value, np_dtype) -> Tensor:
     if t is None:
         if len(_CONSTANTS) > 4096:
             _CONSTANTS.clear()
-        t = _CONSTANTS[key] = Tensor._make(np.array(value, np_dtype))
+        t = _CONSTANTS[key] = Tensor._make(np.array(value).astype(np_dtype))  # ints wrap (int8 + 300), as in PyTorch
     return t
 
 
@@ -691,7 +691,7 @@ def _index_part(i):
     if isinstance(i, Tensor):
         if _tracing.TRACER is not None:
             _tracing.TRACER.index_tensor(i)  # so the graph reads this tensor's value at each call
-        return i._data if i._data.dtype.kind in "bi" else _bad_index(i)
+        return i._data if i._data.dtype in (np.int64, np.int32, np.bool_) else _bad_index(i)
     if isinstance(i, (list, np.ndarray)):
         arr = np.asarray(i)
         return arr if arr.dtype.kind in "bi" or arr.size == 0 else _bad_index(arr)
@@ -832,7 +832,7 @@ def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
     this is the path optimizer updates take under no_grad."""
     other_is_tensor = isinstance(other, Tensor)
     if not (_GRAD.enabled and (x._rg or (other_is_tensor and other._rg))) and _tracing.TRACER is None:
-        o = other._data if other_is_tensor else other
+        o = other._data if other_is_tensor else _const(other, result_type(x, other).np)._data  # wraps, as _const
         dt = result_type(x, other)
         if dt.category <= x.dtype.category and x._data.flags.writeable and \
                 (not other_is_tensor or broadcastable_to(o.shape, x._data.shape)):

@@ -204,6 +204,8 @@ def _reduce_infer(name, int_to_long):
 
 
 def _np_sum(x, axes, keepdim):
+    if x.dtype == np.float16:  # NOTE: PyTorch accumulates float16 sums in float32 (rounded once, at the end)
+        return np.sum(x, axis=axes, keepdims=keepdim, dtype=np.float32).astype(np.float16)
     out = np.sum(x, axis=axes, keepdims=keepdim)
     return out.astype(np.int64, copy=False) if out.dtype.kind in "biu" else out
 
@@ -430,11 +432,23 @@ def _random_infer(shape, dtype, generator, **_):
     return AV(shape, dtype)
 
 
-uniform = register(Op("uniform", OPAQUE, lambda shape, dtype, generator: generator.np.random(shape, dtype=dtype.np),
-                      _random_infer, arity=0, effects=True))
-normal = register(Op("normal", OPAQUE,
-                     lambda shape, dtype, generator: generator.np.standard_normal(shape, dtype=dtype.np),
-                     _random_infer, arity=0, effects=True))
+# NOTE: numpy's generators draw float32 or float64 only. Uniform float16 samples are multiples of 2**-11 in
+# [0, 1), as PyTorch draws them (a float32 sample rounded to float16 could round up to 1); normal float16 samples
+# are float32 ones rounded.
+def _uniform(shape, dtype, generator):
+    if dtype is dtypes.float16:
+        return (generator.np.integers(0, 1 << 11, shape) * 2.0 ** -11).astype(np.float16)
+    return generator.np.random(shape, dtype=dtype.np)
+
+
+def _normal(shape, dtype, generator):
+    if dtype is dtypes.float16:
+        return generator.np.standard_normal(shape, dtype=np.float32).astype(np.float16)
+    return generator.np.standard_normal(shape, dtype=dtype.np)
+
+
+uniform = register(Op("uniform", OPAQUE, _uniform, _random_infer, arity=0, effects=True))
+normal = register(Op("normal", OPAQUE, _normal, _random_infer, arity=0, effects=True))
 randint = register(Op("randint", OPAQUE, lambda shape, dtype, generator, low, high:
                       generator.np.integers(low, high, shape).astype(dtype.np), _random_infer, arity=0, effects=True))
 randperm = register(Op("randperm", OPAQUE, lambda shape, dtype, generator: generator.np.permutation(shape[0])
