@@ -162,8 +162,9 @@ ERRORS = [
      "Trying to create tensor with negative dimension -1: [2, -1]"),
     ("ragged", lambda: tg.tensor([[1.0, 2.0], [3.0]]), ValueError,
      "tensor: expected a rectangular nested sequence of numbers"),
-    ("unsupported_numpy_dtype", lambda: tg.from_numpy(np.ones(2, np.int32)), TypeError,
-     "numpy dtype int32 is not supported by tracegrad; supported: bool, int64, float32, float64"),
+    ("unsupported_numpy_dtype", lambda: tg.from_numpy(np.ones(2, np.uint16)), TypeError,
+     "numpy dtype uint16 is not supported by tracegrad; supported: bool, uint8, int8, int16, int32, int64, float16, "
+     "float32, float64"),
     ("bitwise_float", lambda: tg.ones(2) & tg.ones(2), TypeError,
      "bitwise_and: not implemented for floating tensors (tracegrad.float32)"),
     ("gradcheck_float32", lambda: tg.autograd.gradcheck(lambda t: t * 2, (_leaf(),)), ValueError,

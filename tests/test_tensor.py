@@ -71,10 +71,10 @@ def test_tensor_copies_its_input():
 
 
 def test_from_numpy_rejects_unsupported_dtypes_by_name():
-    with pytest.raises(TypeError, match="int32"):
-        tg.from_numpy(np.array([1, 2], np.int32))
-    with pytest.raises(TypeError, match="float16"):
-        tg.from_numpy(np.array([1.0], np.float16))
+    with pytest.raises(TypeError, match="uint32"):
+        tg.from_numpy(np.array([1, 2], np.uint32))
+    with pytest.raises(TypeError, match="complex64"):
+        tg.from_numpy(np.array([1.0], np.complex64))
 
 
 @pytest.mark.parametrize("data,method,args,dtype,values", [

@@ -131,6 +131,15 @@ float64 = double = dtypes.float64
 int64 = long = dtypes.int64
 bool = dtypes.bool_
 dtype = dtypes.DType
+
+# the smaller dtypes (tracegrad.dtypes), and the ranges of every dtype
+float16 = half = dtypes.float16
+int32 = int = dtypes.int32
+int16 = short = dtypes.int16
+int8 = dtypes.int8
+uint8 = dtypes.uint8
+from .dtypes import finfo, iinfo  # noqa: E402
+
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on

@@ -203,6 +203,32 @@ class Tensor:
         check("cuda" if device is None else device, "Tensor.cuda")
         return self
 
+    # casts to the dtypes without a method in ops.functions (`x.float()`, `x.long()`, ... are there)
+    def half(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.float16)``."""
+        return self.to(dtypes.float16)
+
+    def int(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int32)``.
+
+        >>> import tracegrad as tg
+        >>> tg.tensor([1.7, -1.7]).int()
+        tensor([ 1, -1], dtype=tracegrad.int32)
+        """
+        return self.to(dtypes.int32)
+
+    def short(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int16)``."""
+        return self.to(dtypes.int16)
+
+    def char(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.int8)``."""
+        return self.to(dtypes.int8)
+
+    def byte(self, memory_format=None) -> Tensor:
+        """``self.to(tracegrad.uint8)``."""
+        return self.to(dtypes.uint8)
+
     @property
     def aval(self) -> AbstractValue:
         return AbstractValue(self._data.shape, self.dtype)

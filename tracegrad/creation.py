@@ -25,10 +25,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
         arr = data._data.copy()
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.array(data, copy=True)
-        if dtype is None and arr.dtype.kind in "iu":
-            arr = arr.astype(np.int64)
-        elif dtype is None and arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(dtypes.get_default_dtype().np)
+        if dtype is None:
+            arr = _supported(arr)
     else:
         try:
             arr = np.array(data)
@@ -37,15 +35,27 @@ def _to_array(data, dtype=None) -> np.ndarray:
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             raise TypeError(f"tensor: could not convert {type(data).__name__} to a tensor; expected numbers, "
                             f"nested lists of numbers, a numpy array or a Tensor")
+        # NOTE: Python numbers give float64, int64 or bool arrays; any other dtype comes from numpy scalars, which
+        # keep their dtype as in PyTorch (np.float64 ones too: a float64 array holding one keeps float64)
         if dtype is None:
-            if arr.dtype.kind == "f" and not _has_numpy_float64(data):  # Python floats: the default dtype
+            if arr.dtype == np.float64 and not _has_numpy_float64(data):  # Python floats: the default dtype
                 arr = arr.astype(dtypes.get_default_dtype().np)
-            elif arr.dtype.kind in "iu":
-                arr = arr.astype(np.int64)
+            else:
+                arr = _supported(arr)
     if dtype is not None:
         arr = arr.astype(dtypes.as_dtype(dtype).np)
     dtypes.from_numpy_dtype(arr.dtype)  # raises for unsupported dtypes
     return arr
+
+
+def _supported(arr: np.ndarray) -> np.ndarray:
+    """`arr`, or for a dtype tracegrad lacks (uint16, uint32, uint64, float128) a copy as int64 or the default
+    float dtype."""
+    if arr.dtype in dtypes._BY_NP:
+        return arr
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    return arr.astype(dtypes.get_default_dtype().np) if arr.dtype.kind == "f" else arr
 
 
 def _has_numpy_float64(data) -> bool:
@@ -75,13 +85,19 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     devices.check(device, "as_tensor")
     if isinstance(data, Tensor) and (dtype is None or dtypes.as_dtype(dtype) is data.dtype):
         return data
-    if isinstance(data, np.ndarray) and dtype is None and data.dtype in (np.float32, np.float64, np.int64, np.bool_):
+    if isinstance(data, np.ndarray) and dtype is None and data.dtype in dtypes._BY_NP:
         return from_numpy(data)
     return tensor(data, dtype)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
-    """A tensor sharing memory with `array` (bool, int64, float32 or float64)."""
+    """A tensor sharing memory with `array`, of the same dtype (bool, uint8, int8, int16, int32, int64, float16,
+    float32 or float64).
+
+    >>> import numpy as np, tracegrad as tg
+    >>> tg.from_numpy(np.array([1, 2], np.int16))
+    tensor([1, 2], dtype=tracegrad.int16)
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
     dtypes.from_numpy_dtype(array.dtype)

@@ -30,15 +30,16 @@ import re
 
 import numpy as np
 
+from .. import dtypes
 from ..ops.registry import Kind
 from .dynamic import Size, symbolic_sizes
-from .fusion import EPILOGUES, fuse_elementwise, kernel_order
+from .fusion import EPILOGUES, NATIVE_DTYPES, fuse_elementwise, kernel_order
 from .passes import transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
-_CAST = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64", "bool": "np.bool_"}
+_CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}
 # in comments, a symbol is written between these marks: `module_source` shows its name, `source` this trace's size
 _SYM = ("\ue000", "\ue001")
 # text between these marks is in `source` only (the symbols' sizes in this trace)
@@ -82,6 +83,8 @@ def native_unit(unit) -> bool:
     node = unit[0]
     if node.group is not None:
         return True
+    if not all(v.dtype.name in NATIVE_DTYPES for v in (node.out, *node.inputs)):  # float16: see fusion
+        return False
     if node.op.name in _NATIVE_SINGLES:
         return True
     if node.op.name == "matmul":
@@ -459,8 +462,8 @@ class ModuleSource:
             return f"{acc_dt}(0)", acc_dt
         if dt == "bool":
             start = "False" if node.op.name == "amax" else "True"
-        elif dt == "int64":
-            start = str(np.iinfo(np.int64).min if node.op.name == "amax" else np.iinfo(np.int64).max)
+        elif node.out.dtype.category == 1:  # an integer: its extreme values
+            start = str(np.iinfo(node.out.dtype.np).min if node.op.name == "amax" else np.iinfo(node.out.dtype.np).max)
         else:
             start = "-np.inf" if node.op.name == "amax" else "np.inf"
         return f"{acc_dt}({start})", acc_dt

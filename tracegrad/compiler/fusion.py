@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import networkx as nx
 
+from .. import dtypes
 from ..ops.registry import Kind
 
 EPILOGUES = ("sum", "amax", "amin")
-_DTYPES = ("float32", "float64", "int64", "bool")
+# NOTE: numba has no float16 (its arrays and arithmetic raise NotImplementedError): a float16 value is never in a
+# kernel or a native segment; its node runs its numpy forward between segments, as in eager mode
+NATIVE_DTYPES = frozenset(d.name for d in dtypes.ALL if d is not dtypes.float16)
 
 
 def fusible(node) -> bool:
     """An elementwise node the codegen can put in a kernel (registry scalar expression, supported dtypes)."""
     # an expand joins as a broadcast read of its input (the kernel never materializes it)
-    return (node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand") and node.out.dtype.name in _DTYPES and \
-        all(v.dtype.name in _DTYPES for v in node.inputs)
+    return (node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand") and \
+        node.out.dtype.name in NATIVE_DTYPES and all(v.dtype.name in NATIVE_DTYPES for v in node.inputs)
 
 
 def fuse_elementwise(graph):
@@ -61,7 +64,7 @@ def fuse_elementwise(graph):
         return any(x != b and nx.has_path(dag, x, b) for x in dag.successors(a))
 
     for node in g.nodes:
-        is_epilogue = node.op.name in EPILOGUES and node.inputs[0].dtype.name in _DTYPES
+        is_epilogue = node.op.name in EPILOGUES and node.inputs[0].dtype.name in NATIVE_DTYPES
         chosen = None
         if fusible(node) or is_epilogue:
             shape = node.inputs[0].shape if is_epilogue else node.out.shape

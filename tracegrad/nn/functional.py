@@ -79,8 +79,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
 
 def embedding(indices: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of `weight` picked by integer `indices`; the padding row gets no gradient."""
-    if indices.is_floating_point():
-        raise RuntimeError(f"embedding: expected indices of dtype int64, got {indices.dtype}")
+    if indices.dtype not in (dtypes.int64, dtypes.int32):  # as PyTorch: Long or Int
+        raise RuntimeError(f"embedding: expected indices of dtype int64 or int32, got {indices.dtype}")
     if padding_idx is not None and weight.requires_grad:
         keep = T.ne(arange(weight.shape[0]), padding_idx % weight.shape[0]).reshape(-1, 1)
         weight = T.where(keep, weight, weight.detach())
@@ -275,7 +275,7 @@ def _class_last(x: Tensor, target: Tensor):
 
 def _check_targets(name, x, target):
     expected = (x.shape[0],) + tuple(x.shape[2:]) if x.ndim >= 2 else ()
-    if target.is_floating_point():
+    if target.dtype is not dtypes.int64:  # NOTE: PyTorch also takes uint8 class indices; tracegrad doesn't
         raise RuntimeError(f"{name}: expected target of dtype int64 (class indices), got {target.dtype}")
     if x.ndim == 2 and target.ndim == 1 and target.shape[0] != x.shape[0]:  # PyTorch's class differs by rank
         raise ValueError(f"{name}: Expected input batch_size ({x.shape[0]}) to match target batch_size "

@@ -209,6 +209,9 @@ class Module:
         if dtype is None:
             return self
         dtype = as_dtype(dtype)
+        if not dtype.is_floating_point:
+            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired "
+                            f"dtype={dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
             if t.is_floating_point():
                 t.data = t.data.to(dtype)
@@ -232,6 +235,10 @@ class Module:
     def float(self) -> Module:
         from ..dtypes import float32
         return self.to(float32)
+
+    def half(self) -> Module:
+        from ..dtypes import float16
+        return self.to(float16)
 
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> OrderedDict:
         """Parameters and persistent buffers by dotted name, detached (sharing storage) unless keep_vars."""

@@ -31,7 +31,7 @@ def _const(value, np_dtype) -> Tensor:
     if t is None:
         if len(_CONSTANTS) > 4096:
             _CONSTANTS.clear()
-        t = _CONSTANTS[key] = Tensor._make(np.array(value, np_dtype))
+        t = _CONSTANTS[key] = Tensor._make(np.array(value).astype(np_dtype))  # ints wrap (int8 + 300), as in PyTorch
     return t
 
 

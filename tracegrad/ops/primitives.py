@@ -205,6 +205,8 @@ def _reduce_infer(name, int_to_long):
 
 
 def _np_sum(x, axes, keepdim):
+    if x.dtype == np.float16:  # NOTE: PyTorch accumulates float16 sums in float32 (rounded once, at the end)
+        return np.sum(x, axis=axes, keepdims=keepdim, dtype=np.float32).astype(np.float16)
     out = np.sum(x, axis=axes, keepdims=keepdim)
     return out.astype(np.int64, copy=False) if out.dtype.kind in "biu" else out
 
