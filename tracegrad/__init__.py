@@ -166,7 +166,17 @@ def numel(x: Tensor) -> int:
 
 # ---- saving and loading (PyTorch's file format), threads, inference mode, legacy tensor types, default device
 from . import serialization  # noqa: E402
-from ._tensor import BoolTensor, DoubleTensor, FloatTensor, LongTensor  # noqa: E402
+from ._tensor import (  # noqa: E402
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+)
 from .autograd import inference_mode, is_inference_mode_enabled  # noqa: E402
 from .devices import get_default_device, set_default_device  # noqa: E402
 from .serialization import load, save  # noqa: E402

@@ -510,9 +510,10 @@ class LegacyTensorType(type):
         return f"<class 'tracegrad.{cls.__name__}'>"
 
 
-FloatTensor, DoubleTensor, LongTensor, BoolTensor = (
-    LegacyTensorType(d.tensor_type, (), {"dtype": d, "__module__": "tracegrad"})
-    for d in (dtypes.float32, dtypes.float64, dtypes.int64, dtypes.bool_))
+_LEGACY_TYPES = {d: LegacyTensorType(d.tensor_type, (), {"dtype": d, "__module__": "tracegrad"}) for d in dtypes.ALL}
+FloatTensor, DoubleTensor, HalfTensor = (_LEGACY_TYPES[d] for d in (dtypes.float32, dtypes.float64, dtypes.float16))
+LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
+    _LEGACY_TYPES[d] for d in (dtypes.int64, dtypes.int32, dtypes.int16, dtypes.int8, dtypes.uint8, dtypes.bool_))
 _LEGACY_NAMES = {d.tensor_type: d for d in dtypes.ALL}
 
 

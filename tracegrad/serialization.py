@@ -42,8 +42,8 @@ from . import devices, dtypes
 from ._tensor import Size, Tensor
 from .nn.parameter import Parameter
 
-_STORAGE_NAMES = {dtypes.float32: "FloatStorage", dtypes.float64: "DoubleStorage", dtypes.int64: "LongStorage",
-                  dtypes.bool_: "BoolStorage"}
+_STORAGE_NAMES = {d: d.tensor_type.replace("Tensor", "Storage") for d in dtypes.ALL}  # FloatStorage, HalfStorage, ...
+_HAS = ", ".join(d.name for d in dtypes.ALL)
 _RECORD_DATE = (1980, 1, 1, 0, 0, 0)  # NOTE: a fixed date: saving the same object twice gives the same bytes
 _UNSAFE = ("Re-running `load` with `weights_only=False` will likely succeed, but it can result in arbitrary code "
            "execution. Do it only if you got the file from a trusted source.")
@@ -354,8 +354,8 @@ class _Unpickler(pickle.Unpickler):
         if module == "torch" and (name.endswith("Storage") and name != "UntypedStorage"):
             return _StorageType(name, None)
         if module == "torch" and _TORCH_DTYPE.fullmatch(name):
-            raise TypeError(f"load: the file holds the dtype torch.{name}, which tracegrad lacks (it has bool, "
-                            f"int64, float32 and float64): convert it in PyTorch before saving")
+            raise TypeError(f"load: the file holds the dtype torch.{name}, which tracegrad lacks (it has "
+                            f"{_HAS}): convert it in PyTorch before saving")
         if self.weights_only:
             raise pickle.UnpicklingError(
                 f"Weights only load failed. Unsupported global: GLOBAL {full} was not an allowed global by default: "
@@ -377,7 +377,7 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"load: invalid storage {pid!r}")
         if kind.dtype is None:
             raise TypeError(f"load: the file holds a torch.{kind.name} tensor, of a dtype tracegrad lacks (it has "
-                            f"bool, int64, float32 and float64): convert it in PyTorch (e.g. with .float()) before "
+                            f"{_HAS}): convert it in PyTorch (e.g. with .float()) before "
                             f"saving")
         storage = self.loaded.get(key)
         if storage is None:
