@@ -368,7 +368,23 @@ def test_pytorch_files_tracegrad_cannot_hold_are_refused_clearly():
     with pytest.raises(pickle.UnpicklingError, match="a PyTorch object that tracegrad can't rebuild.*state_dict"):
         tg.load(buf, weights_only=False)
     buf = io.BytesIO()
-    torch.save({"h": torch.ones(2, dtype=torch.float16)}, buf)
+    torch.save({"h": torch.ones(2, dtype=torch.bfloat16)}, buf)
     buf.seek(0)
-    with pytest.raises(TypeError, match="torch.HalfStorage tensor, of a dtype tracegrad lacks"):
+    with pytest.raises(TypeError, match="torch.BFloat16Storage tensor, of a dtype tracegrad lacks"):
         tg.load(buf)
+
+
+def test_every_dtype_round_trips_through_pytorch():
+    torch = pytest.importorskip("torch")
+    ours = {d.name: tg.arange(4).to(d) for d in tg.dtypes.ALL}
+    buf = io.BytesIO()
+    tg.save(ours, buf)
+    buf.seek(0)
+    theirs = torch.load(buf)
+    assert {k: (str(v.dtype), v.tolist()) for k, v in theirs.items()} == \
+        {k: (f"torch.{k}", v.tolist()) for k, v in ours.items()}
+    buf = io.BytesIO()
+    torch.save(theirs, buf)
+    buf.seek(0)
+    back = tg.load(buf)
+    assert all(back[k].dtype is v.dtype and tg.equal(back[k], v) for k, v in ours.items())

@@ -73,8 +73,9 @@ def test_legacy_tensor_types():
     assert repr(tg.FloatTensor) == "<class 'tracegrad.FloatTensor'>"
     with pytest.raises(ValueError, match="invalid type: 'torch.Foo'"):
         x.type("torch.Foo")
-    with pytest.raises(ValueError, match="invalid type: 'torch.IntTensor' .tracegrad's tensor types are"):
-        x.type("torch.IntTensor")
+    with pytest.raises(ValueError, match="invalid type: 'torch.BFloat16Tensor' .tracegrad's tensor types are"):
+        x.type("torch.BFloat16Tensor")
+    assert x.type("torch.IntTensor").dtype is tg.int32 and isinstance(x.half(), tg.HalfTensor)
     with pytest.raises(RuntimeError, match="Tensor.type: tracegrad computes on the CPU only"):
         x.type("torch.cuda.FloatTensor")
 
