@@ -6,6 +6,7 @@
 >>> tg.autograd.grad(dx, x)
 (tensor(18.),)
 """
+from . import functional
 from .engine import backward, grad
 from .grad_mode import (
     enable_grad,
@@ -17,5 +18,5 @@ from .grad_mode import (
 )
 from .gradcheck import gradcheck, gradgradcheck
 
-__all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "gradcheck",
-           "gradgradcheck", "inference_mode", "is_inference_mode_enabled"]
+__all__ = ["backward", "functional", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
+           "gradcheck", "gradgradcheck", "inference_mode", "is_inference_mode_enabled"]
