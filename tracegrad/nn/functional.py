@@ -373,6 +373,7 @@ def smooth_l1_loss(x: Tensor, target: Tensor, size_average=None, reduce=None, re
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = x - target); beta = 0 is the L1 loss.
 
     >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
     >>> F.smooth_l1_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none")
     tensor([0.1250, 2.5000])
     """
@@ -380,9 +381,9 @@ def smooth_l1_loss(x: Tensor, target: Tensor, size_average=None, reduce=None, re
         reduction = _legacy_reduction(size_average, reduce)
     if beta < 0:
         raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
-    if beta == 0:
-        return l1_loss(x, target, reduction=reduction)
     _check_sizes("smooth_l1_loss", x, target)
+    if beta == 0:  # the L1 loss (PyTorch's node names: Abs, Mean or Sum)
+        return _reduce((x - target).abs(), reduction)
     z = (x - target).abs()
     loss = T.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
     return _named(_reduce(loss, reduction), "SmoothL1LossBackward0")
@@ -393,6 +394,7 @@ def huber_loss(x: Tensor, target: Tensor, reduction: str = "mean", delta: float 
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (d = x - target); `weight` scales each element.
 
     >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
     >>> F.huber_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none", delta=2.0)
     tensor([0.1250, 4.0000])
     """
@@ -463,6 +465,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
     Composed of index selections and weighted sums, so gradients (of any order) flow to the input.
 
     >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
     >>> F.interpolate(tg.tensor([[[1.0, 3.0]]]), scale_factor=2, mode="linear")
     tensor([[[1.0000, 1.5000, 2.5000, 3.0000]]])
     """
