@@ -86,6 +86,14 @@ def test_scan_and_product_dtypes_follow_pytorch():
         tg.ones(3).cumsum()
 
 
+def test_beta_zero_ignores_the_added_input_as_pytorch():
+    x = tg.tensor([float("nan"), 1.0], requires_grad=True)
+    out = tg.addmv(x, tg.eye(2), tg.ones(2), beta=0, alpha=3)
+    assert out.tolist() == [3.0, 3.0] and out.grad_fn.name() == "AddmvBackward0"
+    out.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0]
+
+
 def test_trace_is_the_ops_function_and_tensor_method_not_the_top_level_tracer():
     from tracegrad.ops.functions import trace
     x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -113,6 +121,9 @@ ERRORS = [
     ("bmm_dims", lambda m: m.bmm(_ones(m, 2, 3), _ones(m, 3, 2)), RuntimeError, "batch1 must be a 3D tensor"),
     ("bmm_sizes", lambda m: m.bmm(_ones(m, 2, 3, 4), _ones(m, 2, 3, 4)), RuntimeError,
      re.escape("Expected size for first two dimensions of batch2 tensor to be: [2, 4] but got: [2, 3].")),
+    ("baddbmm_input", lambda m: m.baddbmm(_ones(m, 2, 3, 2), _ones(m, 2, 3, 4), _ones(m, 2, 4, 5)), RuntimeError,
+     "The expanded size of the tensor"),
+    ("addmv_sizes", lambda m: m.addmv(_ones(m, 2), _ones(m, 3, 4), _ones(m, 4)), RuntimeError, "size mismatch"),
     ("outer_dims", lambda m: m.outer(_ones(m, 3), _ones(m, 2, 2)), RuntimeError,
      "outer: Expected 1-D argument vec2, but got 2-D"),
     ("trace_dims", lambda m: m.trace(_ones(m, 2, 2, 2)) if m is not tg else tg.ones(2, 2, 2).trace(), RuntimeError,

@@ -135,7 +135,9 @@ subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div
 # ---- ops-api block: products, scans, sorting at the top level; PyTorch's out= on the common functions
 # (the matrix trace is tracegrad.ops.functions.trace: the top-level name `trace` is the graph tracer's for now)
 from .ops.functions import (  # noqa: E402
+    addmv,
     argsort,
+    baddbmm,
     bmm,
     cumprod,
     cumsum,

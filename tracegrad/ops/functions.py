@@ -194,7 +194,7 @@ add_ sub_ mul_ div_ pow_ neg_ addcmul addcdiv addcmul_ addcdiv_ lerp lerp_ sqrt_
 exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
 
 # ------------------------------------------------------------------------------------------ ops-api block
-from .linalg import bmm, dot, einsum, mv, outer, trace  # noqa: E402, F401 - the ops' one namespace
+from .linalg import addmv, baddbmm, bmm, dot, einsum, mv, outer, trace  # noqa: E402, F401 - the ops' namespace
 from .scans import cumprod, cumprod_vjp, cumsum, cumsum_raw, diff, prod  # noqa: E402, F401
 from .sorting import (  # noqa: E402, F401 - the ops' one namespace
     argsort,
@@ -207,7 +207,7 @@ from .sorting import (  # noqa: E402, F401 - the ops' one namespace
     topk_result,
 )
 
-_METHODS += "dot mv bmm outer trace cumsum cumprod prod diff sort argsort topk gather".split()  # ops-api
+_METHODS += "dot mv bmm addmv baddbmm outer trace cumsum cumprod prod diff sort argsort topk gather".split()  # ops-api
 
 
 def _mT(x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Products and contractions: dot, mv, bmm, outer, einsum, and the matrix trace.
+"""Products and contractions: dot, mv, bmm, addmv, baddbmm, outer, einsum, and the matrix trace.
 
 Each is composed from the matmul, permute, reshape, getitem and sum primitives, with PyTorch's checks.
 
@@ -17,11 +17,11 @@ import numpy as np
 
 from .._tensor import Tensor, apply
 from . import primitives as P
-from .arithmetic import matmul, mul
-from .base import _named, _tensor
+from .arithmetic import add, matmul, mul, where
+from .base import _const, _is_one, _named, _tensor
 from .indexing import getitem
 from .reductions import sum as sum_
-from .shapes import fmt
+from .shapes import broadcastable_to, fmt
 from .shaping import reshape
 
 
@@ -85,6 +85,40 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     if a.dtype is not b.dtype:
         raise RuntimeError(f"bmm: expected scalar type {_dtype_name(a)} but found {_dtype_name(b)}")
     return _named(apply(P.matmul, a, b), "BmmBackward0")
+
+
+def _add_scaled(op: str, name: str, x: Tensor, product: Tensor, beta, alpha) -> Tensor:
+    """beta * x + alpha * product, with x broadcast to the product's shape; beta = 0 ignores x (even its nan)."""
+    x = _tensor(x)
+    if not broadcastable_to(x.shape, product.shape):
+        raise RuntimeError(f"{op}: The expanded size of the tensor must match the existing size at non-singleton "
+                           f"dimensions: input {fmt(x.shape)} can't be broadcast to the product's shape "
+                           f"{fmt(product.shape)}")
+    scaled = product if _is_one(alpha) else mul(product, alpha)
+    if type(beta) in (int, float) and beta == 0:
+        # NOTE: where(False, x, 0) is 0 even where x is nan, and gives x a zero gradient, as PyTorch does
+        return _named(add(scaled, where(_const(False, np.bool_), x, 0.0)), name)
+    return _named(add(x if _is_one(beta) else mul(x, beta), scaled), name)
+
+
+def addmv(x: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * x + alpha * (mat @ vec).
+
+    >>> import tracegrad as tg
+    >>> tg.addmv(tg.ones(2), tg.eye(2), tg.tensor([3.0, 4.0]), alpha=2)
+    tensor([7., 9.])
+    """
+    return _add_scaled("addmv", "AddmvBackward0", x, mv(mat, vec), beta, alpha)
+
+
+def baddbmm(x: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * x + alpha * bmm(batch1, batch2), x broadcast to the product's (b, n, p) shape.
+
+    >>> import tracegrad as tg
+    >>> tg.baddbmm(tg.zeros(1, 2, 2), tg.ones(3, 2, 4), tg.ones(3, 4, 2), beta=0.5).shape
+    tracegrad.Size([3, 2, 2])
+    """
+    return _add_scaled("baddbmm", "BaddbmmBackward0", x, bmm(batch1, batch2), beta, alpha)
 
 
 def outer(a: Tensor, b: Tensor) -> Tensor:

@@ -65,6 +65,6 @@ def with_out(fn, name: str | None = None):
 
 
 # The top-level functions that take out= (PyTorch's common ones among those tracegrad has).
-OUT_FUNCTIONS = """abs add amax amin bmm cat clamp cos cumprod cumsum div dot eq exp floor_divide ge gt le log
-logsumexp lt matmul maximum mean minimum mm mul mv ne neg outer pow prod remainder rsqrt sigmoid sin sqrt stack std
-sub sum tanh var where""".split()
+OUT_FUNCTIONS = """abs add addmv amax amin baddbmm bmm cat clamp cos cumprod cumsum div dot eq exp floor_divide ge gt
+le log logsumexp lt matmul maximum mean minimum mm mul mv ne neg outer pow prod remainder rsqrt sigmoid sin sqrt stack
+std sub sum tanh var where""".split()
