@@ -108,7 +108,11 @@ def addmv(x: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tensor:
     >>> tg.addmv(tg.ones(2), tg.eye(2), tg.tensor([3.0, 4.0]), alpha=2)
     tensor([7., 9.])
     """
-    return _add_scaled("addmv", "AddmvBackward0", x, mv(mat, vec), beta, alpha)
+    product = mv(mat, vec)
+    if not broadcastable_to(_tensor(x).shape, product.shape):
+        raise RuntimeError(f"addmv: size mismatch, got input ({', '.join(map(str, x.shape))}), mat "
+                           f"({mat.shape[0]}x{mat.shape[1]}), vec ({vec.shape[0]})")
+    return _add_scaled("addmv", "AddmvBackward0", x, product, beta, alpha)
 
 
 def baddbmm(x: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
