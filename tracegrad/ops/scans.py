@@ -17,7 +17,7 @@ from . import primitives as P
 from .arithmetic import add, div, eq, logical_and, logical_xor, mul, sub, where
 from .base import _named, to
 from .indexing import getitem
-from .reductions import _dim_alias
+from .reductions import _dim_alias, _numpy_names
 from .shapes import normalize_dim
 from .shaping import cat, reshape, transpose, unsqueeze
 
@@ -108,8 +108,7 @@ def prod(x: Tensor, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=
     >>> tg.prod(tg.tensor([[1.0, 2.0], [3.0, 0.0]]), 0)
     tensor([3., 0.])
     """
-    dim = _dim_alias("prod", dim, axis)
-    keepdim = keepdim if keepdims is None else keepdims
+    dim, keepdim = _numpy_names("prod", dim, keepdim, axis, keepdims)
     if dtype is not None:
         x = to(x, dtype)
     if dim is None:
