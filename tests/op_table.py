@@ -74,6 +74,20 @@ def _pool(x, k, stride, pad, reduce, fill=-np.inf):
     return out
 
 
+def _linear_resize(x, n_out, scale=None, axis=-1, corners=False):
+    """Linear resampling of one axis with PyTorch's source positions (half-pixel, or corner-aligned)."""
+    n_in = x.shape[axis]
+    dst = np.arange(n_out)
+    if corners:
+        src = dst * ((n_in - 1) / (n_out - 1))
+    else:
+        src = np.maximum(((n_in / n_out) if scale is None else scale) * (dst + 0.5) - 0.5, 0)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = (src - i0).reshape((-1,) + (1,) * (-1 - axis))
+    return np.take(x, i0, axis) * (1 - w) + np.take(x, i1, axis) * w
+
+
 def _setitem(m, x, v):
     y = x * 1.0  # a non-leaf, so the write is recorded as an in-place op
     y[1:, 0] = v
@@ -228,10 +242,72 @@ CASES = [
     Case("avg_pool2d_pad", lambda m, x: m.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=True),
          lambda x: _pool(x, 3, 2, 1, lambda w, axis: np.sum(w, axis=axis) / 9, 0.0), [((1, 2, 5, 5),)]),
     Case("setitem_nonleaf", _setitem, lambda x, v: _index_put(x, (slice(1, None), 0), v), [(S, (2,)), (S, ())]),
+    # ---------------------------------------------------------------- ops-api rows: products and contractions
+    Case("dot", lambda m, a, b: m.dot(a, b), np.dot, [((4,), (4,))]),
+    Case("mv", lambda m, a, b: a.mv(b), np.matmul, [((3, 4), (4,))]),
+    Case("bmm", lambda m, a, b: m.bmm(a, b), np.matmul, [((2, 3, 4), (2, 4, 5))]),
+    Case("outer", lambda m, a, b: a.outer(b), np.outer, [((3,), (4,))]),
+    Case("addmv", lambda m, x, a, b: m.addmv(x, a, b, beta=0.5, alpha=2.0), lambda x, a, b: 0.5 * x + 2 * a @ b,
+         [((3,), (3, 4), (4,))]),
+    Case("baddbmm", lambda m, x, a, b: x.baddbmm(a, b), lambda x, a, b: x + a @ b, [((1, 3, 5), (2, 3, 4), (2, 4, 5))]),
+    Case("einsum_implicit", lambda m, a, b: m.einsum("ij,jk", a, b), np.matmul, [((3, 4), (4, 2))]),
+    Case("einsum_ellipsis", lambda m, a, b: m.einsum("...ij,...jk->...ik", a, b), np.matmul,
+         [((2, 1, 3, 4), (3, 4, 2))]),
+    Case("einsum_three", lambda m, a, b, c: m.einsum("bn,anm,bm->ba", [a, b, c]),
+         lambda a, b, c: np.einsum("bn,anm,bm->ba", a, b, c), [((2, 3), (4, 3, 2), (2, 2))]),
+    Case("einsum_broadcast", lambda m, a, b: m.einsum("ij,ij->i", a, b), lambda a, b: (a * b).sum(1),
+         [((1, 3), (2, 3))]),
+    Case("einsum_outer", lambda m, a, b: m.einsum("i,j->ij", a, b), np.outer, [((3,), (2,))]),
+    Case("einsum_diagonal", lambda m, x: m.einsum("ii->i", x) * 2, lambda x: np.diag(x) * 2, [((3, 3),)]),
+    Case("einsum_trace", lambda m, x: m.einsum("ii", x), np.trace, [((3, 3),)]),
+    Case("einsum_transpose_sum", lambda m, x: m.einsum("bij->jb", x), lambda x: x.sum(1).T, [((2, 3, 4),)]),
+    Case("trace", lambda m, x: x.trace(), np.trace, [((2, 4),)]),
+    # ---------------------------------------------------------------- ops-api rows: scans and products
+    Case("cumsum", lambda m, x: x.cumsum(1), lambda x: np.cumsum(x, 1), [((2, 3, 4),)]),
+    Case("cumsum_fn", lambda m, x: m.cumsum(x, dim=0), lambda x: np.cumsum(x.reshape(-1)).reshape(x.shape),
+         [((5,),), ((),)]),
+    Case("cumprod", lambda m, x: x.cumprod(-1), lambda x: np.cumprod(x, -1), [(S,)]),
+    Case("cumprod_zeros", lambda m, x: m.cumprod(x, 0), lambda x: np.cumprod(x, 0), [((6, 3),)], domain="zeros",
+         notes="exact zeros (one or two per column): the gradient at and after the first zero"),
+    Case("prod", lambda m, x: x.prod(), np.prod, [(S,)]),
+    Case("prod_dim_zeros", lambda m, x: m.prod(x, 1, keepdim=True), lambda x: np.prod(x, 1, keepdims=True),
+         [((4, 5),)], domain="zeros"),
+    Case("diff", lambda m, x: m.diff(x, n=2, dim=0), lambda x: np.diff(x, 2, 0), [((4, 3),)]),
+    # ---------------------------------------------------------------- ops-api rows: sorting and gathering
+    Case("sort", lambda m, x: x.sort(1).values, lambda x: np.sort(x, 1), [((2, 3, 4),)]),
+    Case("sort_descending", lambda m, x: m.sort(x, 0, descending=True)[0], lambda x: -np.sort(-x, 0), [(S,)]),
+    Case("sort_indices", lambda m, x: x.sort(dim=0, stable=True).indices, lambda x: np.argsort(x, 0, kind="stable"),
+         [(S,)], grad=False),
+    Case("argsort", lambda m, x: m.argsort(x, descending=True), lambda x: np.argsort(-x, -1, kind="stable"),
+         [(S,)], grad=False),
+    Case("topk", lambda m, x: x.topk(2, dim=0).values, lambda x: -np.sort(-x, 0)[:2], [(S,)]),
+    Case("topk_smallest", lambda m, x: m.topk(x, 3, largest=False)[0], lambda x: np.sort(x, -1)[..., :3],
+         [((5,),)]),
+    Case("gather", lambda m, x: x.gather(1, m.tensor(GATHER_IDX)), lambda x: np.take_along_axis(x, GATHER_IDX, 1),
+         [(S,)]),
+    Case("index_range", lambda m, x: x[range(2, 0, -1)], lambda x: x[[2, 1]], [(S,)]),
+    # ---------------------------------------------------------------- ops-api rows: interpolate (nn.functional)
+    Case("interpolate_nearest", lambda m, x: m.nn.functional.interpolate(x, scale_factor=2),
+         lambda x: x.repeat(2, 2).repeat(2, 3), [((1, 2, 2, 3),)]),
+    Case("interpolate_nearest_1d", lambda m, x: m.nn.functional.interpolate(x, size=7),
+         lambda x: x[..., [0, 0, 1, 2, 2, 3, 4]], [((2, 1, 5),)]),
+    Case("interpolate_nearest_exact", lambda m, x: m.nn.functional.interpolate(x, size=(5, 2), mode="nearest-exact"),
+         lambda x: x[..., [0, 0, 1, 2, 2], :][..., [1, 3]], [((1, 1, 3, 4),)]),
+    Case("interpolate_linear", lambda m, x: m.nn.functional.interpolate(x, scale_factor=1.5, mode="linear"),
+         lambda x: _linear_resize(x, 6, 1 / 1.5), [((2, 2, 4),)]),
+    Case("interpolate_bilinear", lambda m, x: m.nn.functional.interpolate(x, size=(5, 3), mode="bilinear"),
+         lambda x: _linear_resize(_linear_resize(x, 3), 5, axis=-2), [((1, 2, 3, 4),)]),
+    Case("interpolate_bilinear_corners",
+         lambda m, x: m.nn.functional.interpolate(x, size=(4, 5), mode="bilinear", align_corners=True),
+         lambda x: _linear_resize(_linear_resize(x, 5, corners=True), 4, axis=-2, corners=True), [((1, 1, 3, 3),)]),
 ]
+
+GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])
 
 # Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).
 NOT_DIFFERENTIABLE = {
+    "sort_indices": "int64 indices",
+    "argsort": "int64 indices",
     "div_rounding": "trunc/floor division is piecewise constant: eager gives the result no grad_fn (as PyTorch)",
     "max_dim_indices": "int64 indices",
     "all_any": "bool results",
@@ -248,6 +324,8 @@ DOMAINS = {  # how each input of a case is drawn
     "prob": lambda rng, shape: rng.uniform(0.05, 0.95, shape),
     "away": lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 1.5, shape),
     "big": lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(20.0, 200.0, shape),
+    # real values with exact zeros (about one in three): products and their gradients at zeros
+    "zeros": lambda rng, shape: rng.standard_normal(shape) * (rng.random(shape) > 0.35),
 }
 
 

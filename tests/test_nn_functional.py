@@ -460,8 +460,26 @@ def _cases():
              lambda ns, x: ns.F.binary_cross_entropy_with_logits(x, ns.c(B34), reduction="none",
                                                                  pos_weight=ns.c(PW4)),
              lambda x: _bce_logits(x, B34, reduction="none", pos_weight=PW4), [((3, 4),)], domain="big"),
+        # -------------------------------------------------------- smooth L1 and Huber losses (ops-api rows)
+        *[Case(f"smooth_l1_loss_{r}", lambda ns, x, t, r=r: ns.F.smooth_l1_loss(x, t, reduction=r),
+               lambda x, t, r=r: _reduce(_smooth_l1(x - t, 1.0), r), [((3, 4), (3, 4))], grad2=True)
+          for r in ("mean", "sum", "none")],
+        Case("smooth_l1_loss_beta", lambda ns, x, t: ns.F.smooth_l1_loss(x, t, beta=0.5),
+             lambda x, t: _smooth_l1(x - t, 0.5).mean(), [((5,), (5,))]),
+        Case("smooth_l1_loss_beta_0", lambda ns, x, t: ns.F.smooth_l1_loss(x, t, reduction="sum", beta=0.0),
+             lambda x, t: np.abs(x - t).sum(), [((5,), (5,))], domain="away"),
+        *[Case(f"huber_loss_{r}", lambda ns, x, t, r=r: ns.F.huber_loss(x, t, reduction=r, delta=0.8),
+               lambda x, t, r=r: _reduce(0.8 * _smooth_l1(x - t, 0.8), r), [((3, 4), (3, 4))], grad2=True)
+          for r in ("mean", "none")],
+        Case("huber_loss_weight", lambda ns, x, t: ns.F.huber_loss(x, t, weight=ns.c(BW34)),
+             lambda x, t: (_smooth_l1(x - t, 1.0) * BW34).mean(), [((3, 4), (3, 4))]),
     ]
     return cases
+
+
+def _smooth_l1(d, beta):
+    z = np.abs(d)
+    return np.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
 
 
 CASES = _cases()
@@ -806,6 +824,9 @@ def test_loss_modules_match_functions():
          _cross_entropy(x, T4_IGN, W4, label_smoothing=0.1)),
         (tg.nn.BCELoss(reduction="none"), (probs, P45), _bce(probs, P45, reduction="none")),
         (tg.nn.BCEWithLogitsLoss(pos_weight=tg.tensor(PW4)), (logits, P45), _bce_logits(logits, P45, pos_weight=PW4)),
+        (tg.nn.SmoothL1Loss(reduction="sum", beta=0.5), (x, P45), _smooth_l1(x - P45, 0.5).sum()),
+        (tg.nn.SmoothL1Loss(size_average=False), (x, P45), _smooth_l1(x - P45, 1.0).sum()),
+        (tg.nn.HuberLoss(delta=2.0), (x, P45), (2.0 * _smooth_l1(x - P45, 2.0)).mean()),
     ]
     for loss, args, expected in pairs:
         np.testing.assert_allclose(loss(*[tg.tensor(a) for a in args]).numpy(), expected, rtol=1e-10)
@@ -891,6 +912,31 @@ ERRORS = [
     ("pad_odd_length", lambda: F.pad(_t(2, 3), (1,)), RuntimeError, "Padding length must be divisible by 2"),
     ("batch_norm_single_value", lambda: F.batch_norm(_t(1, 3), None, None, training=True), ValueError,
      "Expected more than 1 value per channel when training"),
+    ("smooth_l1_negative_beta", lambda: F.smooth_l1_loss(_t(2), _t(2), beta=-1.0), RuntimeError,
+     "smooth_l1_loss does not support negative values for beta."),
+    ("huber_zero_delta", lambda: F.huber_loss(_t(2), _t(2), delta=0.0), RuntimeError,
+     "huber_loss does not support non-positive values for delta."),
+    ("huber_weight_size", lambda: F.huber_loss(_t(2), _t(2), weight=_t(3)), ValueError,
+     "Weights and input must have the same size."),
+    ("reduction_smooth_l1", *_xyz(lambda: F.smooth_l1_loss(_t(2), _t(2), reduction="xyz"))),
+    ("interpolate_both_sizes", lambda: F.interpolate(_t(1, 1, 2), size=3, scale_factor=2), ValueError,
+     "only one of size or scale_factor should be defined"),
+    ("interpolate_no_size", lambda: F.interpolate(_t(1, 1, 2)), ValueError,
+     "either size or scale_factor should be defined"),
+    ("interpolate_align_corners_nearest", lambda: F.interpolate(_t(1, 1, 2), size=3, align_corners=True),
+     ValueError, "align_corners option can only be set with the interpolating modes"),
+    ("interpolate_bilinear_3d", lambda: F.interpolate(_t(1, 1, 2), size=3, mode="bilinear"), NotImplementedError,
+     "Got 3D input, but bilinear mode needs 4D input"),
+    ("interpolate_linear_4d", lambda: F.interpolate(_t(1, 1, 2, 2), size=3, mode="linear"), NotImplementedError,
+     "Got 4D input, but linear mode needs 3D input"),
+    ("interpolate_2d_input", lambda: F.interpolate(_t(2, 3), size=3), NotImplementedError,
+     re.escape("Only 3D, 4D and 5D input Tensors supported (got 2D)")),
+    ("interpolate_size_length", lambda: F.interpolate(_t(1, 1, 2, 2), size=(3, 3, 3)), ValueError,
+     "Input and output must have the same number of spatial dimensions"),
+    ("interpolate_recompute_with_size", lambda: F.interpolate(_t(1, 1, 2), size=3, recompute_scale_factor=True),
+     ValueError, "recompute_scale_factor is not meaningful with an explicit size."),
+    ("interpolate_empty_output", lambda: F.interpolate(_t(1, 1, 3, 4), size=0), RuntimeError,
+     re.escape("Input and output sizes should be greater than 0, but got input (H: 3, W: 4) output (H: 0, W: 0)")),
 ]
 
 
@@ -928,6 +974,15 @@ def test_error_table_matches_pytorch_exception_classes():
         "max_pool2d_padding": lambda: TF.max_pool2d(ones(1, 1, 4, 4), 2, padding=2),
         "pad_odd_length": lambda: TF.pad(ones(2, 3), (1,)),
         "batch_norm_single_value": lambda: TF.batch_norm(ones(1, 3), None, None, training=True),
+        "smooth_l1_negative_beta": lambda: TF.smooth_l1_loss(ones(2), ones(2), beta=-1.0),
+        "huber_zero_delta": lambda: TF.huber_loss(ones(2), ones(2), delta=0.0),
+        "huber_weight_size": lambda: TF.huber_loss(ones(2), ones(2), weight=ones(3)),
+        "interpolate_both_sizes": lambda: TF.interpolate(ones(1, 1, 2), size=3, scale_factor=2),
+        "interpolate_align_corners_nearest": lambda: TF.interpolate(ones(1, 1, 2), size=3, align_corners=True),
+        "interpolate_bilinear_3d": lambda: TF.interpolate(ones(1, 1, 2), size=3, mode="bilinear"),
+        "interpolate_2d_input": lambda: TF.interpolate(ones(2, 3), size=3),
+        "interpolate_recompute_with_size": lambda: TF.interpolate(ones(1, 1, 2), size=3, recompute_scale_factor=True),
+        "interpolate_empty_output": lambda: TF.interpolate(ones(1, 1, 3, 4), size=0),
     }
     expected = {e[0]: e[2] for e in ERRORS}
     for name, call in calls.items():

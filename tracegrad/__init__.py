@@ -142,6 +142,32 @@ from .dtypes import finfo, iinfo  # noqa: E402
 
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
+# ---- ops-api block: products, scans, sorting at the top level; PyTorch's out= on the common functions
+# (the matrix trace is tracegrad.ops.functions.trace: the top-level name `trace` is the graph tracer's for now)
+from .ops.functions import (  # noqa: E402
+    addmv,
+    argsort,
+    baddbmm,
+    bmm,
+    cumprod,
+    cumsum,
+    diff,
+    dot,
+    einsum,
+    gather,
+    mv,
+    outer,
+    prod,
+    sort,
+    topk,
+)
+from .ops.out import OUT_FUNCTIONS as _OUT_FUNCTIONS  # noqa: E402
+from .ops.out import with_out as _with_out  # noqa: E402
+
+globals().update({_name: _with_out(globals()[_name], _name) for _name in _OUT_FUNCTIONS +
+                  "subtract multiply divide true_divide negative absolute clip concat concatenate".split()})
+# ---- end of the ops-api block
+
 from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one

@@ -36,3 +36,9 @@ __all__ = ["functional", "init", "utils", "Module", "Sequential", "ModuleList", 
            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Embedding", "ReLU", "LeakyReLU", "GELU", "Tanh", "Sigmoid",
            "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss",
            "BCEWithLogitsLoss"]
+
+# ops-api block
+from .layers import Upsample  # noqa: E402
+from .loss import HuberLoss, SmoothL1Loss  # noqa: E402
+
+__all__ += ["Upsample", "SmoothL1Loss", "HuberLoss"]

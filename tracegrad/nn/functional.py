@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from .. import dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
@@ -366,3 +368,182 @@ def binary_cross_entropy_with_logits(x: Tensor, target: Tensor, weight: Tensor |
         loss = loss * weight
     return _named(_reduce(loss, reduction), "BinaryCrossEntropyWithLogitsBackward0")
 
+
+
+# ---------------------------------------------------------------- ops-api block: smooth L1 / Huber losses
+def smooth_l1_loss(x: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = x - target); beta = 0 is the L1 loss.
+
+    >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
+    >>> F.smooth_l1_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none")
+    tensor([0.1250, 2.5000])
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    _check_sizes("smooth_l1_loss", x, target)
+    if beta == 0:  # the L1 loss (PyTorch's node names: Abs, Mean or Sum)
+        return _reduce((x - target).abs(), reduction)
+    z = (x - target).abs()
+    loss = T.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
+    return _named(_reduce(loss, reduction), "SmoothL1LossBackward0")
+
+
+def huber_loss(x: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (d = x - target); `weight` scales each element.
+
+    >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
+    >>> F.huber_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none", delta=2.0)
+    tensor([0.1250, 4.0000])
+    """
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    _check_sizes("huber_loss", x, target)
+    z = (x - target).abs()
+    loss = T.where(z < delta, 0.5 * z * z, delta * (z - 0.5 * delta))
+    if weight is None:
+        return _named(_reduce(loss, reduction), "HuberLossBackward0")
+    if tuple(weight.shape) != tuple(x.shape):
+        raise ValueError("Weights and input must have the same size.")
+    return _reduce(loss * weight, reduction)  # PyTorch weighs the unreduced loss, then reduces
+
+
+def _legacy_reduction(size_average, reduce) -> str:
+    """PyTorch's reading of the deprecated `size_average` and `reduce` flags as a reduction."""
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    return ("mean" if size_average else "sum") if reduce else "none"
+
+
+# ---------------------------------------------------------------- ops-api block: interpolate
+_UPSAMPLE_NAMES = {("nearest", 1): "UpsampleNearest1DBackward0", ("nearest", 2): "UpsampleNearest2DBackward0",
+                   ("nearest-exact", 1): "UpsampleNearestExact1DBackward0",
+                   ("nearest-exact", 2): "UpsampleNearestExact2DBackward0",
+                   ("linear", 1): "UpsampleLinear1DBackward0", ("bilinear", 2): "UpsampleBilinear2DBackward0"}
+_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact"
+
+
+def _nearest_source(n_in, n_out, scale, exact):
+    """PyTorch's source index of each output position (its float32 arithmetic, so the same index at the edges)."""
+    s = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(n_in) / np.float32(n_out)
+    dst = np.arange(n_out)
+    src = np.float32((dst + 0.5) * np.float64(s)) if exact else dst.astype(np.float32) * s
+    return np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+
+
+def _linear_source(n_in, n_out, scale, align_corners, np_dtype):
+    """(index0, index1, lambda0, lambda1) of each output position, in the input's float type as PyTorch computes."""
+    dst = np.arange(n_out)
+    if n_in == n_out:
+        one, zero = np.ones(n_out, np_dtype), np.zeros(n_out, np_dtype)
+        return dst, dst, one, zero
+    t = np_dtype.type
+    if align_corners:
+        ratio = t(n_in - 1) / t(n_out - 1) if n_out > 1 else t(0)
+        src = ratio * dst.astype(np_dtype)
+    else:
+        ratio = t(1.0 / scale) if scale is not None and scale > 0 else t(n_in) / t(n_out)
+        src = np.maximum(ratio * (dst.astype(np_dtype) + t(0.5)) - t(0.5), t(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = i0 + (i0 < n_in - 1)
+    lam1 = np.clip(src - i0.astype(np_dtype), t(0), t(1)).astype(np_dtype)
+    return i0, i1, (t(1) - lam1).astype(np_dtype), lam1
+
+
+def _take(x: Tensor, axis: int, idx) -> Tensor:
+    return x[(slice(None),) * axis + (idx,)]
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",  # noqa: A002 - PyTorch's name
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of a (N, C, W) or (N, C, H, W) input: modes 'nearest', 'nearest-exact',
+    'linear' (3-D) and 'bilinear' (4-D, with `align_corners`), to `size` or by `scale_factor`, as PyTorch.
+
+    Composed of index selections and weighted sums, so gradients (of any order) flow to the input.
+
+    >>> import tracegrad as tg
+    >>> import tracegrad.nn.functional as F
+    >>> F.interpolate(tg.tensor([[[1.0, 3.0]]]), scale_factor=2, mode="linear")
+    tensor([[[1.0000, 1.5000, 2.5000, 3.0000]]])
+    """
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating modes: "
+                             "linear | bilinear | bicubic | trilinear")
+    else:
+        align_corners = bool(align_corners)
+    dim = input.ndim - 2
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        if isinstance(size, (list, tuple)):
+            if len(size) != dim:
+                raise ValueError(f"Input and output must have the same number of spatial dimensions, but got input "
+                                 f"with spatial dimensions of {list(input.shape[2:])} and output size of {size}. "
+                                 f"Please provide input tensor in (N, C, d1, d2, ...,dK) format and output size in "
+                                 f"(o1, o2, ...,oK) format.")
+            if not all(isinstance(s, int) for s in size):
+                raise TypeError(f"expected size to be one of int or Tuple[int] or Tuple[int, int] or "
+                                f"Tuple[int, int, int], but got size with types {[type(s) for s in size]}")
+        out_size = list(size) if isinstance(size, (list, tuple)) else [size] * dim
+        scales = [None] * dim
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)) and len(scale_factor) != dim:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial dimensions, but got "
+                             f"input with spatial dimensions of {list(input.shape[2:])} and scale_factor of shape "
+                             f"{scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                             f"scale_factor in (s1, s2, ...,sK) format.")
+        scales = [float(s) for s in scale_factor] if isinstance(scale_factor, (list, tuple)) else \
+            [float(scale_factor)] * dim
+        out_size = [math.floor(n * s) for n, s in zip(input.shape[2:], scales)]
+        if recompute_scale_factor:
+            scales = [None] * dim
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by tracegrad")
+    if (mode, dim) not in _UPSAMPLE_NAMES:
+        wants = {"linear": 3, "bilinear": 4, "trilinear": 5}.get(mode)
+        if wants is not None and input.ndim in (3, 4, 5):
+            raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {wants}D input")
+        if input.ndim in (3, 4, 5) and mode in _MODES.split(" | "):
+            raise NotImplementedError(f"interpolate: mode '{mode}' on {input.ndim}D input is not supported by "
+                                      f"tracegrad (supported: nearest and nearest-exact on 3D and 4D input, linear "
+                                      f"on 3D, bilinear on 4D)")
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
+                                  f"the modes: {_MODES} (got {mode})")
+    if not input.is_floating_point():
+        raise NotImplementedError(f"interpolate: not implemented for {input.dtype} input (mode '{mode}')")
+    spatial = list(input.shape[2:])
+    if min(spatial + out_size) <= 0:
+        names = "HW"[-dim:] if dim <= 2 else "DHW"
+        fmt_sizes = lambda sizes: ", ".join(f"{c}: {n}" for c, n in zip(names, sizes))
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input ({fmt_sizes(spatial)}) "
+                           f"output ({fmt_sizes(out_size)})")
+    x = input
+    if mode in ("nearest", "nearest-exact"):
+        idx = [_nearest_source(n, m, s, mode == "nearest-exact") for n, m, s in zip(spatial, out_size, scales)]
+        index = (slice(None), slice(None)) + (tuple(idx) if dim == 1 else (idx[0][:, None], idx[1][None, :]))
+        out = x[index]
+    else:
+        # NOTE: the last dim first, then the one before: PyTorch's order of the weighted sums
+        out = x
+        np_dtype = x._data.dtype
+        for axis in reversed(range(2, x.ndim)):
+            i0, i1, lam0, lam1 = _linear_source(x.shape[axis], out_size[axis - 2], scales[axis - 2], align_corners,
+                                                np_dtype)
+            bshape = (-1,) + (1,) * (x.ndim - 1 - axis)
+            w0, w1 = Tensor._make(lam0.reshape(bshape)), Tensor._make(lam1.reshape(bshape))
+            out = _take(out, axis, i0) * w0 + _take(out, axis, i1) * w1
+    return _named(out, _UPSAMPLE_NAMES[mode, dim])
+
+
+__all__ += ["smooth_l1_loss", "huber_loss", "interpolate"]  # ops-api block

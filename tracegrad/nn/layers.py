@@ -345,3 +345,29 @@ class LogSoftmax(Softmax):
 def _implicit_dim(dim, x):
     # PyTorch's legacy rule for dim=None: 0 for 0-, 1- and 3-D inputs, else 1
     return dim if dim is not None else (0 if x.ndim in (0, 1, 3) else 1)
+
+
+# ---------------------------------------------------------------- ops-api block
+class Upsample(Module):
+    """`F.interpolate` as a layer: nearest, nearest-exact, linear (3-D) or bilinear (4-D) resizing.
+
+    >>> import tracegrad as tg
+    >>> tg.nn.Upsample(scale_factor=2, mode="nearest")(tg.ones(1, 1, 2, 2)).shape
+    tracegrad.Size([1, 1, 4, 4])
+    """
+
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        self.size, self.mode, self.align_corners = size, mode, align_corners
+        self.scale_factor = tuple(float(s) for s in scale_factor) if isinstance(scale_factor, (tuple, list)) else \
+            (float(scale_factor) if scale_factor is not None else None)
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, x):
+        return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners,
+                             recompute_scale_factor=self.recompute_scale_factor)
+
+    def extra_repr(self):
+        what = f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"
+        return f"{what}, mode={self.mode!r}"

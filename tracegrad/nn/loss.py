@@ -62,3 +62,27 @@ class BCEWithLogitsLoss(_WeightedLoss):
 
     def forward(self, x, target):
         return F.binary_cross_entropy_with_logits(x, target, self.weight, self.reduction, self.pos_weight)
+
+
+# ---------------------------------------------------------------- ops-api block
+class SmoothL1Loss(_Loss):
+    """`F.smooth_l1_loss` with its options kept (size_average and reduce: PyTorch's deprecated flags)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction if size_average is None and reduce is None else
+                         F._legacy_reduction(size_average, reduce))
+        self.beta = beta
+
+    def forward(self, x, target):
+        return F.smooth_l1_loss(x, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """`F.huber_loss` with its options kept."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, x, target):
+        return F.huber_loss(x, target, reduction=self.reduction, delta=self.delta)

@@ -193,6 +193,22 @@ broadcast_to split chunk unbind select masked_fill to type_as double long clone 
 add_ sub_ mul_ div_ pow_ neg_ addcmul addcdiv addcmul_ addcdiv_ lerp lerp_ sqrt_ erf
 exp_ relu_ sigmoid_ tanh_ clamp_ zero_ fill_ copy_ masked_fill_""".split()
 
+# ------------------------------------------------------------------------------------------ ops-api block
+from .linalg import addmv, baddbmm, bmm, dot, einsum, mv, outer, trace  # noqa: E402, F401 - the ops' namespace
+from .scans import cumprod, cumprod_vjp, cumsum, cumsum_raw, diff, prod  # noqa: E402, F401
+from .sorting import (  # noqa: E402, F401 - the ops' one namespace
+    argsort,
+    gather,
+    gather_raw,
+    scatter_add_raw,
+    sort,
+    sort_result,
+    topk,
+    topk_result,
+)
+
+_METHODS += "dot mv bmm addmv baddbmm outer trace cumsum cumprod prod diff sort argsort topk gather".split()  # ops-api
+
 
 def _mT(x: Tensor) -> Tensor:
     """Swap the last two dims (`x.mT`); a fast path of `transpose(x, -2, -1)`, used by linear and matmul's VJP."""

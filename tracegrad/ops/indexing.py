@@ -19,7 +19,7 @@ def _index_part(i):
         if _tracing.TRACER is not None:
             _tracing.TRACER.index_tensor(i)  # so the graph reads this tensor's value at each call
         return i._data if i._data.dtype in (np.int64, np.int32, np.bool_) else _bad_index(i)
-    if isinstance(i, (list, np.ndarray)):
+    if isinstance(i, (list, np.ndarray, range)):  # x[range(3)] is x[[0, 1, 2]], as in PyTorch
         arr = np.asarray(i)
         return arr if arr.dtype.kind in "bi" or arr.size == 0 else _bad_index(arr)
     if isinstance(i, slice) and i.step is not None and i.step <= 0:

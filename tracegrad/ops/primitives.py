@@ -442,3 +442,88 @@ randint = register(Op("randint", OPAQUE, lambda shape, dtype, generator, low, hi
                       generator.integers(shape, low, high).astype(dtype.np), _random_infer, arity=0, effects=True))
 randperm = register(Op("randperm", OPAQUE, lambda shape, dtype, generator: generator.permutation(shape[0])
                        .astype(dtype.np), _random_infer, arity=0, effects=True))
+
+
+# ------------------------------------------------------------------ scans, sorting, gather (ops-api block)
+def _int_to_long(x):
+    return x.dtype if x.dtype.is_floating_point else dtypes.int64
+
+
+def _scan(np_fn):
+    # NOTE: float32 scans accumulate in float64, as PyTorch's CPU kernels do (acc_type<float> is double)
+    def forward(x, axis, reverse=False):
+        acc = np.float64 if x.dtype == np.float32 else (x.dtype if x.dtype.kind == "f" else np.int64)
+        if reverse:
+            return np.flip(np_fn(np.flip(x, axis), axis=axis, dtype=acc), axis).astype(_out_np(x), copy=False)
+        return np_fn(x, axis=axis, dtype=acc).astype(_out_np(x), copy=False)
+    return forward
+
+
+def _out_np(x):
+    return x.dtype if x.dtype.kind == "f" else np.int64
+
+
+def _scan_infer(x, axis, reverse=False):
+    return AV(x.shape, _int_to_long(x))
+
+
+# cumsum(reverse=True) sums from the end; each direction's VJP is a cumsum in the other direction.
+cumsum = register(Op("cumsum", OPAQUE, _scan(np.cumsum), _scan_infer,
+                     (lambda g, out, x, axis, reverse: _F().cumsum_raw(g, axis, not reverse),), arity=1))
+cumprod = register(Op("cumprod", OPAQUE, _scan(np.cumprod), _scan_infer,
+                      (lambda g, out, x, axis: _F().cumprod_vjp(g, out, x, axis),), (0, "out"), arity=1))
+
+
+def _argsort_forward(x, axis, descending):
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64, copy=False)
+    # NOTE: a stable ascending sort of the reversed array, reversed back: descending, ties in their original
+    # order and nan first (PyTorch's order); -x would overflow int64's minimum and keep nan last
+    n = x.shape[axis]
+    rev = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return (n - 1 - np.flip(rev, axis)).astype(np.int64, copy=False)
+
+
+argsort = register(Op("argsort", OPAQUE, _argsort_forward,
+                      lambda x, axis, descending: AV(x.shape, dtypes.int64), arity=1))
+
+
+def _gather_region(shape, idx_shape, axis):
+    """The part of `shape` an index of `idx_shape` reaches: PyTorch's gather reads idx's extent in the other dims."""
+    return tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx_shape))
+
+
+def _gather_infer(x, idx, axis):
+    if idx.dtype is not dtypes.int64:
+        raise RuntimeError(f"gather(): Expected dtype int64 for index, got {idx.dtype}")
+    if idx.ndim != x.ndim or any(i > n for d, (i, n) in enumerate(zip(idx.shape, x.shape)) if d != axis):
+        raise RuntimeError(f"gather(): Size does not match at dimension {axis}: index {fmt(idx.shape)} must have as "
+                           f"many dims as input {fmt(x.shape)} and be no larger in every dim but {axis}")
+    return AV(idx.shape, x.dtype)
+
+
+def _gather_forward(x, idx, axis):
+    n = x.shape[axis]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = idx[(idx < 0) | (idx >= n)].flat[0]
+        raise RuntimeError(f"index {bad} is out of bounds for dimension {axis} with size {n}")
+    return np.take_along_axis(x[_gather_region(x.shape, idx.shape, axis)], idx, axis)
+
+
+def _scatter_add_forward(g, idx, axis, shape):
+    out = np.zeros(shape, g.dtype)
+    index = list(np.indices(idx.shape, sparse=True))
+    index[axis] = idx
+    np.add.at(out, tuple(index), g)  # repeated indices accumulate
+    return out
+
+
+# gather(x, idx, axis): x's values at idx along `axis` (sort's and topk's values); its VJP adds g back at idx.
+gather = register(Op("gather", OPAQUE, _gather_forward, _gather_infer,
+                     (lambda g, out, x, idx, axis: _F().scatter_add_raw(g, idx, axis, x.shape), None), (1,),
+                     arity=2))
+scatter_add = register(Op("scatter_add", OPAQUE, _scatter_add_forward,
+                          lambda g, idx, axis, shape: AV(tuple(shape), g.dtype),
+                          (lambda gg, out, g, idx, axis, shape: _F().gather_raw(gg, idx, axis), None), (1,),
+                          arity=2))
+# ------------------------------------------------------------------ end of the ops-api block

@@ -18,14 +18,33 @@ max_result = namedtuple("max", ["values", "indices"])
 min_result = namedtuple("min", ["values", "indices"])
 
 # ------------------------------------------------------------------------------------------ reductions
-def sum(x: Tensor, dim=None, keepdim=False, dtype=None):  # noqa: A001
+def _dim_alias(name, dim, axis):
+    """PyTorch's numpy-style `axis=` for `dim=` (a TypeError when both are given)."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError(f"{name}() got multiple values for argument 'dim' (dim and its alias axis)")
+    return axis
+
+
+def _numpy_names(name, dim, keepdim, axis, keepdims):
+    """(dim, keepdim) from PyTorch's numpy-style aliases `axis=` and `keepdims=`."""
+    return _dim_alias(name, dim, axis), keepdim if keepdims is None else keepdims
+
+
+def sum(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):  # noqa: A001
+    """Sum of all elements, or over `dim` (an int or a tuple); numpy's `axis=`/`keepdims=` are accepted too."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("sum", dim, keepdim, axis, keepdims)
     if dtype is not None:
         x = to(x, dtype)
     out = apply(P.sum_, x, axes=normalize_dims("sum", dim, x.ndim), keepdim=keepdim)
     return out if dim is None else _named(out, "SumBackward1")
 
 
-def mean(x: Tensor, dim=None, keepdim=False, dtype=None):
+def mean(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("mean", dim, keepdim, axis, keepdims)
     if dtype is not None:
         x = to(x, dtype)
     if not x.is_floating_point():
@@ -64,39 +83,55 @@ def _max_min(x: Tensor, dim, keepdim, other, largest: bool):
     return (max_result if largest else min_result)(values, idx)
 
 
-def max(x: Tensor, dim=None, keepdim=False, other=None):  # noqa: A001
+def max(x: Tensor, dim=None, keepdim=False, other=None, *, axis=None, keepdims=None):  # noqa: A001
     """`max(x)`: the largest value; `max(x, dim)`: (values, indices); `max(x, y)`: elementwise maximum."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("max", dim, keepdim, axis, keepdims)
     return _max_min(x, dim, keepdim, other, True)
 
 
-def min(x: Tensor, dim=None, keepdim=False, other=None):  # noqa: A001
+def min(x: Tensor, dim=None, keepdim=False, other=None, *, axis=None, keepdims=None):  # noqa: A001
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("min", dim, keepdim, axis, keepdims)
     return _max_min(x, dim, keepdim, other, False)
 
 
-def amax(x: Tensor, dim=None, keepdim=False):
+def amax(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("amax", dim, keepdim, axis, keepdims)
     return apply(P.amax, x, axes=normalize_dims("amax", dim, x.ndim), keepdim=keepdim)
 
 
-def amin(x: Tensor, dim=None, keepdim=False):
+def amin(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("amin", dim, keepdim, axis, keepdims)
     return apply(P.amin, x, axes=normalize_dims("amin", dim, x.ndim), keepdim=keepdim)
 
 
-def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+def all(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:  # noqa: A001
     """Whether every element (along `dim`) is nonzero, as a bool tensor (True over no elements)."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("all", dim, keepdim, axis, keepdims)
     return amin(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
 
 
-def any(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+def any(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:  # noqa: A001
     """Whether some element (along `dim`) is nonzero, as a bool tensor (False over no elements)."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("any", dim, keepdim, axis, keepdims)
     return amax(x if x._data.dtype == np.bool_ else ne(x, 0), dim, keepdim)
 
 
-def argmax(x: Tensor, dim=None, keepdim=False):
+def argmax(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("argmax", dim, keepdim, axis, keepdims)
     axis = None if dim is None else normalize_dim("argmax", dim, x.ndim)
     return apply(P.argmax, x, axis=axis, keepdim=keepdim)
 
 
-def argmin(x: Tensor, dim=None, keepdim=False):
+def argmin(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("argmin", dim, keepdim, axis, keepdims)
     axis = None if dim is None else normalize_dim("argmin", dim, x.ndim)
     return apply(P.argmin, x, axis=axis, keepdim=keepdim)
 
@@ -107,8 +142,10 @@ def _correction(unbiased, correction):
     return 1 if unbiased is None or unbiased else 0
 
 
-def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None):
+def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
     """Variance over `dim` with Bessel's correction by default (`correction=1`), as in PyTorch."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("var", dim, keepdim, axis, keepdims)
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     axes = normalize_dims("var", dim, x.ndim)
@@ -119,7 +156,9 @@ def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None):
                   "VarBackward0")
 
 
-def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None):
+def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_names("std", dim, keepdim, axis, keepdims)
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     return _named(sqrt(var(x, dim, unbiased, keepdim, correction=correction)), "StdBackward0")
