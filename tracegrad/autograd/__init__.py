@@ -6,9 +6,11 @@
 >>> tg.autograd.grad(dx, x)
 (tensor(18.),)
 """
+from . import function
 from .engine import backward, grad
+from .function import Function, once_differentiable
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import gradcheck, gradgradcheck
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "gradcheck",
-           "gradgradcheck"]
+           "gradgradcheck", "Function", "function", "once_differentiable"]

@@ -3,7 +3,8 @@
 VJPs are one rule per input, `rule(g, out, *inputs, **params)`, written in tracegrad's own ops so the
 same rule serves eager autograd, higher-order gradients and (later) the compiler's autodiff pass.
 Broadcasting is not handled here: the engine sums each gradient back to its input's shape.
-Everything else (sub, relu, softmax, var, ...) is composed from these in the modules `functions.py` gathers (`arithmetic.py`, `reductions.py`, ...).
+Everything else (sub, relu, softmax, var, ...) is composed from these in the modules `functions.py` gathers
+(`arithmetic.py`, `reductions.py`, ...).
 """
 from __future__ import annotations
 
