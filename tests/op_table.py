@@ -232,7 +232,6 @@ CASES = [
 
 # Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).
 NOT_DIFFERENTIABLE = {
-    "div_rounding": "trunc/floor division is piecewise constant: eager gives the result no grad_fn (as PyTorch)",
     "max_dim_indices": "int64 indices",
     "all_any": "bool results",
     "argmax": "int64 indices",

@@ -28,13 +28,17 @@ from ..ops.registry import Kind
 
 EPILOGUES = ("sum", "amax", "amin")
 _DTYPES = ("float32", "float64", "int64", "bool")
+_INTEGER_DIVISIONS = ("floor_divide", "div_floor", "remainder")
 
 
 def fusible(node) -> bool:
     """An elementwise node the codegen can put in a kernel (registry scalar expression, supported dtypes)."""
     # an expand joins as a broadcast read of its input (the kernel never materializes it)
+    # NOTE: an integer division stays out of kernels: numpy's forward raises PyTorch's error on a division by zero,
+    # where a kernel (numba's numpy error model) would give 0
     return (node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand") and node.out.dtype.name in _DTYPES and \
-        all(v.dtype.name in _DTYPES for v in node.inputs)
+        all(v.dtype.name in _DTYPES for v in node.inputs) and \
+        not (node.op.name in _INTEGER_DIVISIONS and node.out.dtype.name == "int64")
 
 
 def fuse_elementwise(graph):

@@ -203,9 +203,14 @@ class Tracer:
 
     def alias(self, t: Tensor, source: Tensor, copy: bool = False) -> None:
         """`t` holds `source`'s value: `.data`, `detach()` (same storage), or a copy of it (`copy=True`)."""
-        if not copy:
-            self._add_view(t, source, None, None)
-        self.val[id(t)] = (t, self.value_of(source))
+        if copy:
+            self.val[id(t)] = (t, self.value_of(source))
+            return
+        # NOTE: `.data` and `detach()` share storage but are outside the graph: their value is an identity of the
+        # source's (which the passes remove) that requires no grad, so the autodiff pass sends nothing through it
+        sv = self.value_of(source)
+        self._add_view(t, source, P.cast, {"dtype": sv.dtype})
+        self.val[id(t)] = (t, self._emit(P.cast, [sv], {"dtype": sv.dtype}, self.arrays.get(sv)))
 
     def _emit(self, op, inputs, params, array=None) -> Value:
         """Append a node without running it (its concrete value, if needed, is `array`)."""
@@ -308,7 +313,7 @@ class Tracer:
         if view is not None:
             parent, op, params, _ = view
             pv = self.value_of(parent)
-            if op is None:
+            if op is None or op is P.cast:  # an alias (`.data`, `detach()`) writes the same values into its source
                 parent_new = new
             elif op is P.getitem:
                 parent_new = self._emit(P.index_put, [pv, new], params, parent._data)
