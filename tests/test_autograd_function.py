@@ -131,7 +131,7 @@ def _fit_legendre(m, steps, compile_backend=None):
     if compile_backend is not None:
         step = tg.compile(step, backend=compile_backend, **({"tiered": False} if compile_backend == "numba" else {}))
     losses = [step(x, y).item() for _ in range(steps)]
-    return losses, [float(p) for p in (a, b, c, d)]
+    return losses, [p.item() for p in (a, b, c, d)]
 
 
 def test_legendre_tutorial_fit_matches_pytorch():
