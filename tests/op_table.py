@@ -308,7 +308,6 @@ GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])
 NOT_DIFFERENTIABLE = {
     "sort_indices": "int64 indices",
     "argsort": "int64 indices",
-    "div_rounding": "trunc/floor division is piecewise constant: eager gives the result no grad_fn (as PyTorch)",
     "max_dim_indices": "int64 indices",
     "all_any": "bool results",
     "argmax": "int64 indices",

@@ -449,6 +449,12 @@ NAN_CONVENTIONS = [
     ("maximum", lambda x: tg.maximum(x, tg.tensor(0.0)), [1.0, 0.5, 1.0, 0.0]),  # nan: both sides get g
     ("sign", lambda x: x.sign(), [0.0, 0.0, 0.0, 0.0]),  # differentiable, zero derivative
     ("pow0", lambda x: x ** 0, [0.0, 0.0, 0.0, 0.0]),  # d/dx x**0 = 0, even at 0 and nan
+    # clamp: the gradient passes where min <= x <= max, which nan is not
+    ("clamp", lambda x: x.clamp(-1.0, 1.0), [0.0, 1.0, 0.0, 0.0]),
+    ("clamp_min", lambda x: x.clamp(min=0.0), [0.0, 1.0, 1.0, 0.0]),
+    ("clamp_max", lambda x: x.clamp(max=0.0), [0.0, 1.0, 0.0, 1.0]),
+    ("clamp_tensors", lambda x: x.clamp(tg.tensor(-1.0), tg.tensor(1.0)), [0.0, 1.0, 0.0, 0.0]),
+    ("minimum", lambda x: tg.minimum(x, tg.tensor(0.0)), [1.0, 0.5, 0.0, 1.0]),  # 0.0 where masked, never -0.0
 ]
 
 
@@ -476,3 +482,196 @@ def test_second_derivatives_of_relu_and_abs_are_zeros_not_an_error(fn):
     assert g.requires_grad
     (g2,) = tg.autograd.grad(g.sum(), x)
     assert g2.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("name,fn,expected", NAN_CONVENTIONS, ids=[c[0] for c in NAN_CONVENTIONS])
+def test_gradients_at_nan_and_zero_equal_pytorchs(name, fn, expected):
+    torch = pytest.importorskip("torch")
+    data = [float("nan"), 0.0, 2.0, -2.0]
+    ours, theirs = tg.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    fn(ours).sum().backward()
+    fn_torch = {"clamp_tensors": lambda x: x.clamp(torch.tensor(-1.0), torch.tensor(1.0)),
+                "maximum": lambda x: torch.maximum(x, torch.tensor(0.0)),
+                "minimum": lambda x: torch.minimum(x, torch.tensor(0.0))}.get(name, fn)
+    fn_torch(theirs).sum().backward()
+    assert ours.grad.tolist() == theirs.grad.tolist() == expected
+    assert np.signbit(ours.grad.numpy()).tolist() == np.signbit(theirs.grad.numpy()).tolist()
+
+
+def test_clamp_bounds_get_no_gradient_at_nan():
+    x = tg.tensor([float("nan"), -3.0, 3.0, 0.5], requires_grad=True)
+    lo, hi = tg.tensor(-1.0, requires_grad=True), tg.tensor(1.0, requires_grad=True)
+    y = x.clamp(lo, hi)
+    assert np.isnan(y[0].item()) and y.grad_fn.name() == "ClampBackward0"
+    y.sum().backward()
+    assert (x.grad.tolist(), lo.grad.item(), hi.grad.item()) == ([0.0, 0.0, 0.0, 1.0], 1.0, 1.0)
+
+
+# ------------------------------------------------------------------ integer division by zero, floor division's graph
+INT_DIVISIONS = [
+    ("floor_divide", lambda a, b: a // b),
+    ("remainder", lambda a, b: a % b),
+    ("div_trunc", lambda a, b: tg.div(a, b, rounding_mode="trunc")),
+    ("div_floor", lambda a, b: tg.div(a, b, rounding_mode="floor")),
+]
+
+
+@pytest.mark.parametrize("name,fn", INT_DIVISIONS, ids=[c[0] for c in INT_DIVISIONS])
+@pytest.mark.parametrize("divisor", ["tensor", "number"])
+def test_integer_division_by_zero_raises_as_pytorch(name, fn, divisor):
+    a = tg.tensor([5, -7, 3])
+    b = tg.tensor([1, 2, 0]) if divisor == "tensor" else 0
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # PyTorch: RuntimeError("ZeroDivisionError")
+        fn(a, b)
+    assert fn(tg.tensor([], dtype=tg.int64), 0).shape == (0,)  # nothing is divided: no error
+    inf, nan = float("inf"), float("nan")  # floats divide by zero into inf and nan
+    expected = [nan, nan, nan] if name == "remainder" else [inf, -inf, nan]
+    assert np.array_equal(fn(tg.tensor([5.0, -7.0, 0.0]), 0.0).numpy(), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", ["interpret", "numba"])
+def test_compiled_integer_division_by_zero_raises_too(backend):
+    c = tg.compile(lambda a, b: (a // b + a % b) * 2, backend=backend, **({"tiered": False} if backend == "numba"
+                                                                            else {}))
+    assert c(tg.tensor([5, -7]), tg.tensor([2, 3])).tolist() == [(2 + 1) * 2, (-3 + 2) * 2]
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        c(tg.tensor([5, -7]), tg.tensor([2, 0]))
+
+
+def test_integer_division_by_zero_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    for name, fn in INT_DIVISIONS:
+        fn_torch = {"div_trunc": lambda a, b: torch.div(a, b, rounding_mode="trunc"),
+                    "div_floor": lambda a, b: torch.div(a, b, rounding_mode="floor")}.get(name, fn)
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn_torch(torch.tensor([5, -7, 3]), torch.tensor([1, 2, 0]))
+        for m, f in ((tg, fn), (torch, fn_torch)):
+            with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+                f(m.tensor([True]), m.tensor([True]))
+
+
+def test_floor_division_has_a_graph_whose_backward_raises_as_pytorch():
+    x = tg.tensor([2.5, -1.5], requires_grad=True)
+    y = x // 1.0
+    assert y.requires_grad and y.grad_fn.name() == "NotImplemented"
+    with pytest.raises(RuntimeError, match="derivative for aten::floor_divide is not implemented"):
+        y.sum().backward()
+    for mode in ("floor", "trunc"):  # div with a rounding mode is differentiable: zeros, outside the graph
+        y = tg.div(x, tg.tensor([2.0, 3.0]), rounding_mode=mode)
+        (g,) = tg.autograd.grad(y.sum(), x, create_graph=True)
+        assert y.grad_fn.name() == "DivBackward2" and g.tolist() == [0.0, 0.0] and not g.requires_grad
+    w = tg.tensor([2.0, 3.0], requires_grad=True)
+    (x % w).sum().backward()  # remainder is differentiable: 1 for a, -floor(a / b) for b
+    assert x.grad.tolist() == [1.0, 1.0] and w.grad.tolist() == [-1.0, 1.0]
+
+
+def test_floor_division_graph_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    for m in (tg, torch):
+        x = m.tensor([2.5, -1.5], requires_grad=True)
+        assert (x // 1.0).requires_grad and (3.0 // x).requires_grad
+        with pytest.raises(RuntimeError, match="derivative for aten::floor_divide is not implemented"):
+            (x // 2.0).sum().backward()
+        w = m.tensor([2.0, 3.0], requires_grad=True)
+        (g,) = m.autograd.grad((x % w).sum(), w, create_graph=True)
+        assert g.tolist() == [-1.0, 1.0] and g.requires_grad
+
+
+# ------------------------------------------------------------------ .grad under create_graph, as PyTorch keeps it
+def _accumulations(m):
+    """x.grad through backward(create_graph=True) then plain backward, and the other way round."""
+    x = m.tensor([1.0, 2.0], requires_grad=True)
+    (x ** 3).sum().backward(create_graph=True)
+    first, values = x.grad, [x.grad.tolist()]
+    (x ** 2).sum().backward(create_graph=True)
+    second = x.grad
+    values.append(second.tolist())
+    (x ** 2).sum().backward()  # without create_graph: into the same tensor, in place
+    third = x.grad
+    values.append(third.tolist())
+    y = m.tensor([1.0, 2.0], requires_grad=True)
+    (y ** 2).sum().backward()
+    plain = y.grad
+    values.append(plain.tolist())
+    (y ** 3).sum().backward(create_graph=True)  # with create_graph: a new tensor, in the graph
+    values.append(y.grad.tolist())
+    return values, [first.requires_grad, second is first, third is second, third.requires_grad, y.grad is plain,
+                    y.grad.requires_grad]
+
+
+def test_backward_after_create_graph_accumulates_into_the_same_grad_tensor():
+    values, identities = _accumulations(tg)
+    assert values == [[3.0, 12.0], [5.0, 16.0], [7.0, 20.0], [2.0, 4.0], [5.0, 16.0]]
+    assert identities == [True, False, True, True, False, True]
+
+
+def test_grad_accumulation_under_create_graph_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch warns about the reference cycle of backward(create_graph=True)
+        assert _accumulations(torch) == _accumulations(tg)
+
+
+def test_first_grad_under_create_graph_shares_no_storage():
+    x, w = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
+    (x + w).sum().backward(create_graph=True)
+    assert x.grad is not w.grad and x.grad.grad_fn is None  # the seed needs no graph: a plain copy
+    (x + w).sum().backward()
+    assert x.grad.tolist() == w.grad.tolist() == [2.0, 2.0]
+
+
+def test_second_derivative_of_x_to_the_zero_is_an_error_as_in_pytorch():
+    torch = pytest.importorskip("torch")
+    for m in (tg, torch):
+        x = m.tensor([0.0, 2.0], requires_grad=True)
+        y = x ** 0
+        assert y.requires_grad and y.grad_fn.name() == "PowBackward0" and y.tolist() == [1.0, 1.0]
+        (g,) = m.autograd.grad(y.sum(), x, create_graph=True)
+        assert g.tolist() == [0.0, 0.0] and not g.requires_grad  # zeros outside the graph, not 0 * x ** -1
+        with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad"):
+            m.autograd.grad(g.sum(), x)
+
+
+def test_second_derivative_of_x_to_the_zero_without_torch():
+    x = tg.tensor([0.0, float("nan"), float("inf")], requires_grad=True)
+    y = x ** 0
+    assert y.tolist() == [1.0, 1.0, 1.0]
+    (g,) = tg.autograd.grad(y.sum(), x, create_graph=True)
+    assert g.tolist() == [0.0, 0.0, 0.0] and not g.requires_grad
+
+
+# ------------------------------------------------------------------ autograd.grad's keyword arguments
+def test_autograd_grad_keywords_as_pytorch():
+    x, w = tg.tensor([1.0, 2.0], requires_grad=True), tg.ones(2, requires_grad=True)
+    y = (x * x).sum()
+    assert tg.autograd.grad(y, x, only_inputs=True, retain_graph=True)[0].tolist() == [2.0, 4.0]
+    with pytest.warns(FutureWarning, match="only_inputs argument is deprecated"):
+        tg.autograd.grad(y, x, only_inputs=False, retain_graph=True)
+    with pytest.raises(RuntimeError, match="The differentiated Tensor at index 1 appears to not have been used"):
+        tg.autograd.grad(y, [x, w], retain_graph=True)
+    assert tg.autograd.grad(y, [x, w], allow_unused=True, retain_graph=True)[1] is None
+    gx, gw = tg.autograd.grad(y, [x, w], materialize_grads=True, retain_graph=True)
+    assert gw.tolist() == [0.0, 0.0] and not gw.requires_grad
+    gx, gw = tg.autograd.grad(y, [x, w], materialize_grads=True, create_graph=True, retain_graph=True)
+    assert gw.requires_grad and gx.requires_grad
+    with pytest.raises(ValueError, match="Expected allow_unused to be True or not passed when materialize_grads"):
+        tg.autograd.grad(y, [x, w], materialize_grads=True, allow_unused=False, retain_graph=True)
+    grads = tg.autograd.grad(y, {"x": x, "w": w}, allow_unused=True, retain_graph=True)
+    assert list(grads) == ["x", "w"] and grads["x"].tolist() == [2.0, 4.0] and grads["w"] is None
+    with pytest.raises(RuntimeError, match="`inputs` argument to `grad\\(\\)` cannot be empty"):
+        tg.autograd.grad(y, [], retain_graph=True)
+    batch = tg.autograd.grad(x * x, x, tg.eye(2), is_grads_batched=True)[0]  # the Jacobian, one row per vector
+    assert batch.tolist() == [[2.0, 0.0], [0.0, 4.0]]
+
+
+def test_autograd_grad_keywords_match_pytorch():
+    torch = pytest.importorskip("torch")
+    results = []
+    for m in (tg, torch):
+        x, w = m.tensor([1.0, 2.0], requires_grad=True), m.ones(2, requires_grad=True)
+        y = (x * x).sum()
+        gx, gw = m.autograd.grad(y, [x, w], materialize_grads=True, retain_graph=True)
+        jac = m.autograd.grad(x * x, x, m.eye(2), is_grads_batched=True)[0]
+        results.append((gx.tolist(), gw.tolist(), gw.requires_grad, jac.tolist()))
+    assert results[0] == results[1]

@@ -105,7 +105,7 @@ ERRORS = [
     ("index_float", lambda: tg.ones(3)[tg.tensor([0.0])], IndexError,
      "tensors used as indices must be long, int or bool tensors (got tracegrad.float32)"),
     ("grad_unused", lambda: tg.autograd.grad((_leaf() * 2).sum(), [_leaf()]), RuntimeError,
-     "One of the differentiated Tensors appears to not have been used in the graph. Set allow_unused=True"),
+     "The differentiated Tensor at index 0 appears to not have been used in the graph. Set allow_unused=True"),
     ("grad_input_no_grad", lambda: tg.autograd.grad((_leaf() * 2).sum(), [tg.ones(2)]), RuntimeError,
      "One of the differentiated Tensors does not require grad"),
     ("reshape", lambda: tg.ones(2, 3).reshape(4, 2), RuntimeError,

@@ -302,3 +302,38 @@ def test_outputs_of_a_compiled_region_that_the_loss_does_not_use_contribute_noth
                 t.grad = None
         assert grads[1] == grads[0]
         assert grads[0][2] is None
+
+
+def _detached_factor(x):
+    (g,) = tg.autograd.grad((x.detach() * x + x.data * x).sum(), x)
+    return g
+
+
+def _clamp_at_nan(x):
+    (g,) = tg.autograd.grad(x.clamp(-1.0, 1.0).sum(), x)  # clamp cuts the gradient at nan with a detach
+    return g
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fn,expected", [(_detached_factor, [2.0, 4.0, 0.0]), (_clamp_at_nan, [1.0, 0.0, 0.0])])
+def test_a_detached_alias_carries_no_gradient_in_a_compiled_function(fn, expected, backend):
+    # the detached tensor (or `.data`) used to be the same graph value as x, so the gradient flowed through it:
+    # 2x + 2x instead of x + x
+    compiled = tg.compile(fn, backend=backend)
+    for _ in range(3):
+        x = tg.tensor([1.0, 2.0, float("nan")] if fn is _clamp_at_nan else [1.0, 2.0, 0.0], requires_grad=True)
+        for f in (fn, compiled):
+            assert f(x).tolist() == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_compiled_function_returning_floor_division_raises_at_backward_as_eager(backend):
+    # eager gives `a // b` a graph whose backward raises; deriving the compiled region's backward must not fail the
+    # call (it used to, so the compiled function could not even run forward), and its backward raises the same error
+    compiled = tg.compile(lambda a: a // 0.7 + a, backend=backend)
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        y = compiled(a)
+        assert y.tolist() == [2.0, 4.0] and y.requires_grad
+        with pytest.raises(RuntimeError, match="derivative for aten::floor_divide is not implemented"):
+            y.sum().backward()

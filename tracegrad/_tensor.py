@@ -12,7 +12,6 @@ tensor([3., 3.])
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import numpy as np
 
@@ -299,16 +298,21 @@ class Tensor:
         self._grad = value
 
     @property
+    def output_nr(self) -> int:
+        """Which output of its `grad_fn` this tensor is (0 but for the outputs of a custom Function with several)."""
+        fn = self.grad_fn
+        return 0 if fn is None or fn._ports is None else fn.output_nr(self)
+
+    @property
     def retains_grad(self) -> bool:
-        return self.grad_fn is not None and self.grad_fn._retained is not None and \
-            self.grad_fn._retained() is self
+        return self.grad_fn is not None and self.grad_fn.retains(self)
 
     def retain_grad(self) -> None:
         """Populate `.grad` of this non-leaf during backward (leaves always get it)."""
         if not self._rg:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            self.grad_fn._retained = weakref.ref(self)
+            self.grad_fn.retain(self)
 
     def _accumulator(self) -> AccumulateGrad:
         if self._acc is None:
@@ -320,7 +324,7 @@ class Tensor:
         if not self._rg:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         node = self._accumulator() if self.grad_fn is None else self.grad_fn
-        return node.add_pre_hook(hook)
+        return node.add_pre_hook(hook, self)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (see `tracegrad.autograd.backward`)."""

@@ -6,8 +6,9 @@
 >>> tg.autograd.grad(dx, x)
 (tensor(18.),)
 """
-from . import functional
+from . import function, functional
 from .engine import backward, grad
+from .function import Function, once_differentiable
 from .grad_mode import (
     enable_grad,
     inference_mode,
@@ -18,5 +19,6 @@ from .grad_mode import (
 )
 from .gradcheck import gradcheck, gradgradcheck
 
-__all__ = ["backward", "functional", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-           "gradcheck", "gradgradcheck", "inference_mode", "is_inference_mode_enabled"]
+__all__ = ["backward", "Function", "function", "functional", "grad", "no_grad", "enable_grad", "set_grad_enabled",
+           "is_grad_enabled", "gradcheck", "gradgradcheck", "inference_mode", "is_inference_mode_enabled",
+           "once_differentiable"]

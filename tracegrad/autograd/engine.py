@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -15,7 +16,7 @@ from .. import _tracing
 from ..ops.shapes import fmt
 from . import node as _nodes
 from .grad_mode import set_grad_enabled
-from .node import AccumulateGrad
+from .node import AccumulateGrad, OutputGrads, edge_to, gradient_for
 from .order import ReverseSweep
 
 
@@ -66,10 +67,6 @@ def _rank(node):
     return node._seq
 
 
-def _node_of(t):
-    return t.grad_fn if t.grad_fn is not None else t._accumulator()
-
-
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None, allow_unused=False,
                  accumulate=True):
     """Propagate gradients from `outputs`; accumulate into leaves, or capture those of `inputs`.
@@ -89,12 +86,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
         for k, t in enumerate(inputs):
             if not t._rg:
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
-            capture.setdefault(_node_of(t), []).append(k)
-    roots = [_node_of(out) for out in outputs]
-    sweep = ReverseSweep(roots, _edges, _rank)
+            node, nr = edge_to(t)
+            capture.setdefault(node, []).append((k, nr))
+    roots = [edge_to(out) for out in outputs]
+    sweep = ReverseSweep([node for node, _ in roots], _edges, _rank)
     add = sweep.add
-    for node, g in zip(roots, grads0):
-        add(node, g)
+    for (node, nr), g in zip(roots, grads0):
+        add(node, gradient_for(node, nr, g))
     captured = [None] * (len(inputs) if inputs is not None else 0)
     needed = None if accumulate else sweep.leading_to(capture)
     with set_grad_enabled(create_graph):
@@ -102,28 +100,26 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if node._pre_hooks:
                 grad = node.run_pre_hooks(grad)
             if node in capture:
-                for k in capture[node]:
-                    captured[k] = grad
+                for k, nr in capture[node]:
+                    captured[k] = grad.grads[nr] if type(grad) is OutputGrads else grad
             if type(node) is AccumulateGrad:
                 if accumulate:
                     node.accumulate(grad, create_graph)
                 continue
             if node._retained is not None:
-                t = node._retained()
-                if t is not None and t.grad_fn is node:
-                    t._grad = grad if t._grad is None else t._grad + grad
+                node.take_retained(grad)
             if needed is not None and node not in needed:
                 continue
-            for (nxt, _), g in zip(node.next_functions, node.apply(grad)):
+            for (nxt, nr), g in zip(node.next_functions, node.apply(grad)):
                 if g is not None:
-                    add(nxt, g)
+                    add(nxt, g if nxt._ports is None else OutputGrads.one(nxt._ports, nr, g))
             if not retain_graph:
                 node.release()
     if inputs is not None:
-        for g in captured:
+        for k, g in enumerate(captured):
             if g is None and not allow_unused:
-                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
-                                   "Set allow_unused=True if this is the desired behavior.")
+                raise RuntimeError(f"The differentiated Tensor at index {k} appears to not have been used in the "
+                                   f"graph. Set allow_unused=True if this is the desired behavior.")
         return tuple(captured)
     return None
 
@@ -149,12 +145,63 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     run_backward(tensors, grad_tensors, retain_graph, create_graph)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True,
+         allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Gradients of `outputs` with respect to `inputs`, without touching any `.grad`.
 
-    `inputs` may be any iterable of tensors (a generator such as `model.parameters()` included).
+    `inputs` may be any iterable of tensors (a generator such as `model.parameters()` included), or a dict of them
+    (the gradients come back as a dict with the same keys). With `materialize_grads` an input the outputs do not
+    depend on gets zeros instead of None; with `is_grads_batched` the first dimension of each of `grad_outputs`
+    is a batch of vectors, one vector-Jacobian product each (stacked). `only_inputs` is ignored, as in PyTorch.
+
+    >>> import tracegrad as tg
+    >>> x, w = tg.tensor([1.0, 2.0], requires_grad=True), tg.ones(2, requires_grad=True)
+    >>> tg.autograd.grad((x * x).sum(), [x, w], materialize_grads=True)
+    (tensor([2., 4.]), tensor([0., 0.]))
     """
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, but got: "
+                         "allow_unused=False.")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    if not only_inputs:
+        warnings.warn("only_inputs argument is deprecated and is ignored now (defaults to True). To accumulate "
+                      "gradient for other parts of the graph, please use torch.autograd.backward.", FutureWarning,
+                      stacklevel=2)
+    keys = None
+    if type(inputs) is dict:
+        keys, inputs = list(inputs), list(inputs.values())
     single = not isinstance(inputs, Iterable) or hasattr(inputs, "_data")
     inputs = [inputs] if single else list(inputs)
-    return run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs,
-                        allow_unused=allow_unused, accumulate=False)
+    if not inputs:
+        raise RuntimeError("`inputs` argument to `grad()` cannot be empty.")
+    if is_grads_batched:
+        result = _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused)
+    else:
+        result = run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs,
+                              allow_unused=allow_unused, accumulate=False)
+    if materialize_grads:
+        from ..creation import zeros_like
+        result = tuple(zeros_like(t, requires_grad=create_graph) if g is None else g for g, t in zip(result, inputs))
+    return result if keys is None else dict(zip(keys, result))
+
+
+def _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused):
+    """`grad` for each vector of the batch (the first dimension of every grad output), stacked."""
+    from ..ops.functions import stack
+    outputs = _as_list(outputs)
+    grad_outputs = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
+    if any(g is None for g in grad_outputs):
+        raise RuntimeError("is_grads_batched=True needs a batch of grad_outputs for every output")
+    sizes = {g.shape[0] if g.ndim else None for g in grad_outputs}
+    if len(sizes) != 1 or None in sizes:
+        raise RuntimeError(f"If `is_grads_batched=True`, we interpret the first dimension of each grad_output as the "
+                           f"batch dimension: the grad_outputs' shapes {[list(g.shape) for g in grad_outputs]} do "
+                           f"not share one")
+    (n,) = sizes
+    rows = []
+    for i in range(n):
+        keep = True if i < n - 1 else retain_graph
+        rows.append(run_backward(outputs, [g[i] for g in grad_outputs], keep, create_graph, inputs=inputs,
+                                 allow_unused=allow_unused, accumulate=False))
+    return tuple(None if rows and rows[0][k] is None else stack([r[k] for r in rows]) for k in range(len(inputs)))

@@ -6,6 +6,7 @@ tensor, so that an in-place change after saving is caught at backward time.
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import numpy as np
 
@@ -28,6 +29,9 @@ class RemovableHandle:
 class _GraphNode:
     __slots__ = ("_pre_hooks", "__weakref__")
     _seq = None  # creation number (`Node` sets one): the backward sweep runs later nodes first (autograd/order.py)
+    # NOTE: None for a node with one output; a node with several (a custom `autograd.Function`'s) sets their count:
+    # the gradients reaching it are then an `OutputGrads`, one slot per output, and edges into it name the slot
+    _ports = None
 
     def name(self) -> str:
         return type(self).__name__
@@ -35,11 +39,25 @@ class _GraphNode:
     def __repr__(self):
         return f"<{self.name()} object at {hex(id(self))}>"
 
-    def add_pre_hook(self, hook) -> RemovableHandle:
+    def add_pre_hook(self, hook, tensor=None) -> RemovableHandle:
+        """Run `hook(grad)` on the gradient reaching this node (`tensor`: the output it is registered on)."""
         if self._pre_hooks is None:
             self._pre_hooks = []
         self._pre_hooks.append(hook)
         return RemovableHandle(self._pre_hooks, hook)
+
+    def retain(self, t) -> None:
+        """Give output `t` its gradient as `.grad` during backward (`Tensor.retain_grad`)."""
+        self._retained = weakref.ref(t)
+
+    def retains(self, t) -> bool:
+        return self._retained is not None and self._retained() is t
+
+    def take_retained(self, grad) -> None:
+        """The engine reached this node with `grad`: hand it to the output that retains its gradient."""
+        t = self._retained()
+        if t is not None and t.grad_fn is self:
+            t._grad = grad if t._grad is None else t._grad + grad
 
     def run_pre_hooks(self, grad):
         for hook in list(self._pre_hooks):
@@ -65,6 +83,44 @@ def laid_out_like(array: np.ndarray, like: np.ndarray, copy: bool) -> np.ndarray
     return array if laid_out else np.asarray(array, order=order)  # NOTE: per grad per compiled call: no call
 
 
+class OutputGrads:
+    """The gradients reaching a node with several outputs: one slot per output (None where none arrived).
+
+    The backward sweep sums what reaches a node with ``+``; here that sums slot by slot, each in arrival order.
+    """
+
+    __slots__ = ("grads",)
+
+    def __init__(self, grads: list):
+        self.grads = grads
+
+    @staticmethod
+    def one(n: int, nr: int, g) -> OutputGrads:
+        grads = [None] * n
+        grads[nr] = g
+        return OutputGrads(grads)
+
+    def __add__(self, other: OutputGrads) -> OutputGrads:
+        out = list(self.grads)
+        for i, g in enumerate(other.grads):
+            if g is not None:
+                out[i] = g if out[i] is None else out[i] + g
+        return OutputGrads(out)
+
+
+def edge_to(t) -> tuple:
+    """The edge into the graph that tensor `t` (requiring grad) stands for: ``(its node, its output number)``."""
+    fn = t.grad_fn
+    if fn is None:
+        return t._accumulator(), 0
+    return fn, (0 if fn._ports is None else fn.output_nr(t))
+
+
+def gradient_for(node, nr: int, g):
+    """`g` as the gradient of output `nr` of `node` (wrapped in its slot when the node has several outputs)."""
+    return g if node._ports is None else OutputGrads.one(node._ports, nr, g)
+
+
 class AccumulateGrad(_GraphNode):
     """The sink of a leaf that requires grad: adds incoming gradients into `variable.grad`."""
 
@@ -80,11 +136,24 @@ class AccumulateGrad(_GraphNode):
             return _tracing.TRACER.accumulate_grad(self.variable, grad, create_graph)
         leaf = self.variable
         if leaf._grad is None:
-            leaf._grad = grad if create_graph else Tensor._make(laid_out_like(grad._data, leaf._data, copy=True))
-        elif create_graph or leaf._grad._rg:
+            leaf._grad = _copy_grad(grad) if create_graph else \
+                Tensor._make(laid_out_like(grad._data, leaf._data, copy=True))
+        elif create_graph:
             leaf._grad = leaf._grad + grad
         else:
+            # NOTE: PyTorch's rule: without create_graph the gradient is added into the existing `.grad` in place,
+            # even one that requires grad (made by an earlier backward with create_graph=True): `x.grad` stays the
+            # same object, and its version counter moves
             np.add(leaf._grad._data, grad._data, out=leaf._grad._data)
+            if leaf._grad._vbox is not None:
+                leaf._grad._vbox[0] += 1
+
+
+def _copy_grad(grad):
+    """The first `.grad` of a leaf under create_graph: a differentiable copy, as PyTorch's (``CopyBackwards``), so
+    that no other tensor (another leaf's `.grad`, a gradient the caller holds) shares its storage."""
+    from ..ops.base import _named, clone
+    return _named(clone(grad), "CopyBackwards")
 
 
 # NOTE: _tensor.py imports this module, so it hands over these two names once Tensor exists.
@@ -114,7 +183,9 @@ class Node(_GraphNode):
         nexts, meta = [], []
         for t in inputs:
             if t._rg:
-                nexts.append((t.grad_fn if t.grad_fn is not None else t._accumulator(), 0))
+                fn = t.grad_fn
+                nexts.append((t._accumulator(), 0) if fn is None else (fn, 0) if fn._ports is None else
+                             (fn, fn.output_nr(t)))
                 meta.append((t._data.shape, t._data.dtype))
             else:
                 nexts.append(_NO_EDGE)

@@ -29,9 +29,34 @@ graph f(x:f32[2]) {
 from __future__ import annotations
 
 from ..autograd.grad_mode import set_grad_enabled
-from ..autograd.node import _NP_TO_DTYPE, sum_to
+from ..autograd.node import _NP_TO_DTYPE, OutputGrads, sum_to
 from ..autograd.order import ReverseSweep
 from ..ops.registry import AbstractValue, Kind
+
+
+class CustomCall:
+    """A custom `autograd.Function` applied while tracing: a custom-VJP region of the graph.
+
+    Its forward's ops are ordinary (non-differentiable) nodes; each differentiable output is a fresh value (an
+    identity the passes remove) that sends its gradient here instead of into those nodes. When the backward sweep
+    reaches the call, the user's backward runs on tensors bound to the graph's values, so its ops are recorded
+    as part of the backward graph (as JAX's `custom_vjp` traces its bwd rule), and its results flow on to the
+    values of the call's tensor inputs (`inputs`: None for those that need no gradient).
+    """
+
+    __slots__ = ("node", "inputs", "outs", "out_tensors")
+
+    def __init__(self, node, inputs: list):
+        self.node, self.inputs = node, inputs  # node: the call's autograd node (its ctx, with the user's backward)
+        self.outs: dict = {}      # output number -> its value
+        self.out_tensors: list = []
+
+    def gradient(self, k: int, g):
+        """`g` as the gradient of output `k` (in its slot if the function has several outputs)."""
+        return g if self.node._ports is None else OutputGrads.one(self.node._ports, k, g)
+
+    def __repr__(self):
+        return f"<custom function {self.node.name()}>"
 
 
 def backward_pass(tracer, roots, wrt, create_graph: bool):
@@ -49,8 +74,13 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
     # NOTE: a value written in place under no_grad into a tensor that requires grad passes its gradient straight
     # to the value it replaced: eager autograd never saw that write (the tracer records the route)
     route = tracer.grad_route
+    custom = tracer.custom
 
     def edges(v):
+        if type(v) is CustomCall:
+            return [u for u in v.inputs if u is not None and u.requires_grad]
+        if v in custom:
+            return [custom[v][0]]
         if v in route:
             return [route[v]]
         node = v.producer
@@ -59,6 +89,8 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
         return [u for u in node.inputs if u.requires_grad]
 
     def rank_of(v):
+        if type(v) is CustomCall:  # NOTE: after every node before its outputs' identities: eager's creation order
+            return min(rank[u.producer] for u in v.outs.values()) - 0.5
         return None if v.producer is None else rank[v.producer]
 
     sweep = ReverseSweep([v for v, _ in roots], edges, rank_of)
@@ -69,6 +101,20 @@ def backward_pass(tracer, roots, wrt, create_graph: bool):
     leaves: dict = {}
     with set_grad_enabled(create_graph):
         for v, g in sweep:
+            if type(v) is CustomCall:
+                fn = v.node
+                if fn._pre_hooks:
+                    g = fn.run_pre_hooks(g)
+                for u, gi in zip(v.inputs, fn.apply(g)):
+                    if gi is not None and u is not None:
+                        sweep.add(u, gi)
+                continue
+            if v in custom:
+                if v in wanted:
+                    captured[v] = g
+                call, k = custom[v]
+                sweep.add(call, call.gradient(k, g))
+                continue
             node = v.producer
             if node is None:
                 leaves[v] = g

@@ -31,13 +31,17 @@ EPILOGUES = ("sum", "amax", "amin")
 # NOTE: numba has no float16 (its arrays and arithmetic raise NotImplementedError): a float16 value is never in a
 # kernel or a native segment; its node runs its numpy forward between segments, as in eager mode
 NATIVE_DTYPES = frozenset(d.name for d in dtypes.ALL if d is not dtypes.float16)
+_INTEGER_DIVISIONS = ("floor_divide", "div_floor", "remainder")
 
 
 def fusible(node) -> bool:
     """An elementwise node the codegen can put in a kernel (registry scalar expression, supported dtypes)."""
     # an expand joins as a broadcast read of its input (the kernel never materializes it)
+    # NOTE: an integer division stays out of kernels: numpy's forward raises PyTorch's error on a division by zero,
+    # where a kernel (numba's numpy error model) would give 0
     return (node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand") and \
-        node.out.dtype.name in NATIVE_DTYPES and all(v.dtype.name in NATIVE_DTYPES for v in node.inputs)
+        node.out.dtype.name in NATIVE_DTYPES and all(v.dtype.name in NATIVE_DTYPES for v in node.inputs) and \
+        not (node.op.name in _INTEGER_DIVISIONS and node.out.dtype.category == 1)
 
 
 def fuse_elementwise(graph):

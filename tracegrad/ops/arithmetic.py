@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import dtypes
 from .._tensor import Tensor, apply
+from ..autograd.grad_mode import is_grad_enabled
 from ..dtypes import result_type
 from . import primitives as P
 from .base import _binary, _floating, _is_one, _named, _operand, _tensor
@@ -39,11 +40,11 @@ def mul(a, b):
 
 def div(a, b, rounding_mode=None):
     if rounding_mode == "floor":
-        return floor_divide(a, b)
+        return _binary(P.div_floor, *_no_bools("div_floor", a, b))
     if rounding_mode == "trunc":
         # floor rounds toward -inf, trunc toward zero: they differ by one where the quotient is negative
-        q = floor_divide(a, b)
-        return where(logical_and(lt(q, 0), ne(remainder(a, b), 0)), add(q, 1), q)
+        q = _binary(P.div_floor, *_no_bools("div_trunc", a, b))
+        return _named(where(logical_and(lt(q, 0), ne(remainder(a, b), 0)), add(q, 1), q), "DivBackward2")
     if rounding_mode is not None:
         raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
                          f"'{rounding_mode}'")
@@ -54,15 +55,28 @@ def div(a, b, rounding_mode=None):
 
 
 def floor_divide(a, b):
-    return _binary(P.floor_divide, a, b)
+    return _binary(P.floor_divide, *_no_bools("div_floor", a, b))
 
 
 def remainder(a, b):
-    return _named(_binary(P.remainder, a, b), "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0")
+    return _named(_binary(P.remainder, *_no_bools("remainder", a, b)),
+                  "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0")
+
+
+def _no_bools(kernel, a, b) -> tuple:
+    """PyTorch has no floor division or remainder of two bools (a bool and a number promote to the number's type)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype is dtypes.bool_ and b.dtype is dtypes.bool_:
+        raise NotImplementedError(f'"{kernel}_cpu" not implemented for \'Bool\'')
+    return a, b
 
 
 def pow(a, b):  # noqa: A001 - PyTorch's name
     """`a ** b`; PyTorch names the node by which side is a Python number."""
+    if type(b) in (int, float) and b == 0 and isinstance(a, Tensor) and a._rg and is_grad_enabled():
+        # NOTE: PyTorch's derivative of x ** 0 is zeros outside the graph (a second derivative is an error), not
+        # 0 * x ** -1, whose own derivative is nan at 0. sign's derivative is such zeros, and sign(x) * 0 + 1 is
+        # exactly 1 everywhere (nan and inf included), as x ** 0 is.
+        return _named(add(mul(sign(a), 0.0), 1.0), "PowBackward0")
     name = "PowBackward1" if isinstance(b, Tensor) and isinstance(a, Tensor) else \
         "PowBackward2" if isinstance(b, Tensor) else "PowBackward0"
     return _named(_binary(P.pow_, a, b), name)
@@ -121,9 +135,7 @@ def maximum(a, b):
 
 
 def minimum(a, b):
-    # NOTE: -max(-a, -b) is exact and inherits maximum's tie rule (half the gradient to each side).
-    return _named(neg(maximum(neg(a) if isinstance(a, Tensor) else -a, neg(b) if isinstance(b, Tensor) else -b)),
-                  "MinimumBackward0")
+    return _binary(P.minimum, a, b)
 
 
 def where(condition, input, other):  # noqa: A002 - PyTorch's names
@@ -145,6 +157,10 @@ def clamp(x: Tensor, min=None, max=None):  # noqa: A002
         out = where(lt(out, min), min, out)
     if max is not None:
         out = where(gt(out, max), max, out)
+    if out._rg:
+        # NOTE: where x is nan the result is nan and PyTorch's gradient is 0 (x is not within [min, max]), for x and
+        # the bounds; the comparisons above let it through to x. Only a result that requires grad pays for this.
+        out = where(ne(x, x), x.detach(), out)
     return _named(out, "ClampBackward0" if isinstance(min, Tensor) or isinstance(max, Tensor) else "ClampBackward1")
 
 

@@ -142,9 +142,34 @@ pow_ = _binop("pow", np.power, "({0} ** {1})",
 maximum = _binop("maximum", np.maximum, "({0} if {0} >= {1} or {0} != {0} else {1})",
                  (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, 0.0, g)),
                   lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, 0.0, g))), (0, 1))
-remainder = _binop("remainder", np.remainder, "({0} % {1})",
-                   (lambda g, out, a, b: g, lambda g, out, a, b: -g * _F().floor_divide(a, b)), (0, 1))
-floor_divide = _binop("floor_divide", np.floor_divide, "({0} // {1})")
+# NOTE: minimum mirrors maximum (not -max(-a, -b), exact too, but whose gradients are -0.0 where PyTorch's are 0.0)
+minimum = _binop("minimum", np.minimum, "({0} if {0} <= {1} or {0} != {0} else {1})",
+                 (lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a > b, 0.0, g)),
+                  lambda g, out, a, b: _F().where(a == b, g * 0.5, _F().where(a < b, 0.0, g))), (0, 1))
+
+
+def _integer_division(fn):
+    """`fn` raising PyTorch's error where an integer is divided by zero (floats give inf and nan)."""
+    def forward(a, b):
+        if b.dtype.kind in "iu" and not b.all() and np.broadcast(a, b).size:
+            raise RuntimeError("ZeroDivisionError")
+        return fn(a, b)
+    return forward
+
+
+def _not_implemented(g, out, a, b):
+    raise RuntimeError("derivative for aten::floor_divide is not implemented")
+
+
+# NOTE: as in PyTorch, remainder is differentiable (d/db is -floor(a / b), itself with a zero derivative), `a // b`
+# has a graph whose backward raises, and `div(a, b, rounding_mode=...)` (div_floor) has a zero derivative
+remainder = _binop("remainder", _integer_division(np.remainder), "({0} % {1})",
+                   (lambda g, out, a, b: g, lambda g, out, a, b: -g * _F().div(a, b, rounding_mode="floor")), (0, 1))
+floor_divide = _binop("floor_divide", _integer_division(np.floor_divide), "({0} // {1})",
+                      (_not_implemented, _not_implemented), backward_name="NotImplemented")
+div_floor = _binop("div_floor", _integer_division(np.floor_divide), "({0} // {1})",
+                   (lambda g, out, a, b: _zeros_like(g), lambda g, out, a, b: _zeros_like(g)),
+                   backward_name="DivBackward2")
 for _name, _fn, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="), ("lt", np.less, "<"),
                          ("le", np.less_equal, "<="), ("gt", np.greater, ">"), ("ge", np.greater_equal, ">=")]:
     _binop(_name, _fn, f"({{0}} {_sym} {{1}})", out_dtype=dtypes.bool_)

@@ -27,6 +27,7 @@ class Region:
         self.saved = []
         self.make_program = None  # graph -> program (the interpreter's or the numba backend's)
         self._programs: dict = {}
+        self.error = None  # what deriving the backward raised (a VJP that raises): raised again at backward time
 
     def program_for(self, present: tuple):
         """The backward program for the outputs that received a gradient (`present`, one flag per differentiable
@@ -135,6 +136,8 @@ class CompiledRegionBackward(_GraphNode):
 
     def apply(self, pack):
         from .._tensor import Tensor
+        if self.region.error is not None:
+            raise self.region.error
         if self.saved is None:
             raise RuntimeError("Trying to backward through the graph of a compiled function a second time; specify "
                                "retain_graph=True on the first backward.")

@@ -400,11 +400,20 @@ def _derive_region(tracer, out_tensors):
         cots.append(cv)
         roots.append((tracer.value_of(t), c))
     leaves = [v for v in graph.args + graph.state if v.requires_grad]
-    with tracer.in_phase("backward"):
-        grads, _ = backward_pass(tracer, roots, leaves, create_graph=False)
-    grad_values = [None if g is None else tracer.value_of(g) for g in grads]
+    error = None
+    try:
+        with tracer.in_phase("backward"):
+            grads, _ = backward_pass(tracer, roots, leaves, create_graph=False)
+        grad_values = [None if g is None else tracer.value_of(g) for g in grads]
+    except TraceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. floor division's VJP: eager raises it at backward time, so do we
+        del graph.nodes[start:]
+        error, grad_values = e, [None] * len(leaves)
     tracer.phase = "forward"
-    return Region(start, diff, cots, leaves, grad_values)
+    region = Region(start, diff, cots, leaves, grad_values)
+    region.error = error
+    return region
 
 
 class Explanation:

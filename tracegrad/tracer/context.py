@@ -27,9 +27,11 @@ import numpy as np
 
 from .. import _tracing
 from .._tensor import Tensor
+from ..autograd.function import _BACKWARD_TWICE
 from ..autograd.grad_mode import STATE as _GRAD
 from ..autograd.grad_mode import no_grad
 from ..autograd.node import _GraphNode, laid_out_like
+from ..compiler.autodiff import CustomCall
 from ..ir import Graph, Guard, Value
 from ..ops import primitives as P
 from ..ops.registry import AbstractValue, Kind
@@ -106,6 +108,8 @@ class Tracer:
         self.hyper_feeds: list = []   # (that tensor, a function reading the number from the param groups)
         self.hyper_guards: list = []  # (read, expected, what, loc): decisions on hyperparameters
         self.served: dict = {}        # (id(group), key) -> (group, type of the entry): read at every call
+        self.custom: dict = {}        # output value of a custom autograd Function -> (its CustomCall, output number)
+        self.custom_calls: dict = {}  # the Function's autograd node -> its CustomCall
 
     # ------------------------------------------------------------------ activation
     @contextmanager
@@ -199,9 +203,14 @@ class Tracer:
 
     def alias(self, t: Tensor, source: Tensor, copy: bool = False) -> None:
         """`t` holds `source`'s value: `.data`, `detach()` (same storage), or a copy of it (`copy=True`)."""
-        if not copy:
-            self._add_view(t, source, None, None)
-        self.val[id(t)] = (t, self.value_of(source))
+        if copy:
+            self.val[id(t)] = (t, self.value_of(source))
+            return
+        # NOTE: `.data` and `detach()` share storage but are outside the graph: their value is an identity of the
+        # source's (which the passes remove) that requires no grad, so the autodiff pass sends nothing through it
+        sv = self.value_of(source)
+        self._add_view(t, source, P.cast, {"dtype": sv.dtype})
+        self.val[id(t)] = (t, self._emit(P.cast, [sv], {"dtype": sv.dtype}, self.arrays.get(sv)))
 
     def _emit(self, op, inputs, params, array=None) -> Value:
         """Append a node without running it (its concrete value, if needed, is `array`)."""
@@ -304,7 +313,7 @@ class Tracer:
         if view is not None:
             parent, op, params, _ = view
             pv = self.value_of(parent)
-            if op is None:
+            if op is None or op is P.cast:  # an alias (`.data`, `detach()`) writes the same values into its source
                 parent_new = new
             elif op is P.getitem:
                 parent_new = self._emit(P.index_put, [pv, new], params, parent._data)
@@ -341,6 +350,41 @@ class Tracer:
         expected = (bool(data.reshape(())) if what == "bool" else data.reshape(()).item()) \
             if what in ("bool", "item") else np.array(data, copy=True)
         self.graph.guards.append(Guard(v, expected, what, loc))
+
+    # ------------------------------------------------------------------ custom autograd Functions
+    def custom_inputs(self, tensors: list) -> list:
+        """The values of a custom Function's tensor inputs, before its forward runs (None: needs no gradient)."""
+        return [self.value_of(t) if t._rg else None for t in tensors]
+
+    def custom_function(self, node, inputs: list, outputs: list) -> None:
+        """`Function.apply` ran: its forward's ops are recorded (without gradients). Each differentiable output
+        becomes a fresh value whose gradient the autodiff pass gets from the user's backward (`CustomCall`)."""
+        call = self.custom_calls[node] = CustomCall(node, inputs)
+        for k, t in outputs:
+            v = self.value_of(t)
+            self.views.pop(id(t), None)  # an input returned as it is: the output is a value of its own
+            out = self._emit(P.cast, [v], {"dtype": v.dtype}, self.arrays.get(v))
+            out.requires_grad = True
+            self.val[id(t)] = (t, out)
+            self.tensor_of[out] = t
+            self.custom[out] = (call, k)
+            call.outs[k] = out
+            call.out_tensors.append(t)
+
+    def custom_output(self, node, k: int, t: Tensor) -> None:
+        """`t` stands for output `k` of a custom Function (a saved output unpacked in its backward)."""
+        self.val[id(t)] = (t, self.custom_calls[node].outs[k])
+
+    def _drop_custom_calls(self) -> None:
+        """The call is over: the traced outputs let go of their Function's node (and what it saved)."""
+        for call in self.custom_calls.values():
+            for t in call.out_tensors:
+                if t.grad_fn is call.node:
+                    t.grad_fn = None
+            call.out_tensors.clear()
+            self.released.discard(call)
+        self.custom_calls.clear()
+        self.custom.clear()
 
     # ------------------------------------------------------------------ numbers that change from call to call
     def item(self, t: Tensor):
@@ -424,12 +468,13 @@ class Tracer:
         self.touch_grad(leaf)
         if leaf._grad is None:
             if create_graph:
-                leaf._grad = grad
+                from ..autograd.node import _copy_grad
+                leaf._grad = _copy_grad(grad)
             else:
                 g = Tensor._make(laid_out_like(grad._data, leaf._data, copy=True))
                 self.val[id(g)] = (g, self.value_of(grad))
                 leaf._grad = g
-        elif create_graph or leaf._grad._rg:
+        elif create_graph:
             leaf._grad = leaf._grad + grad
         else:
             with no_grad():
@@ -482,9 +527,10 @@ class Tracer:
                     self.accumulate_grad(leaf, g, create_graph)
         self.did_backward = True
         if inputs is not None:
-            if not allow_unused and any(g is None for g in grads):
-                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
-                                   "Set allow_unused=True if this is the desired behavior.")
+            for k, g in enumerate(grads):
+                if g is None and not allow_unused:
+                    raise RuntimeError(f"The differentiated Tensor at index {k} appears to not have been used in the "
+                                       f"graph. Set allow_unused=True if this is the desired behavior.")
             return tuple(grads)
         return None
 
@@ -498,18 +544,23 @@ class Tracer:
             if v in self.grad_route:
                 stack.append(self.grad_route[v])
                 continue
+            if v in self.custom:
+                call = self.custom[v][0]
+                if call not in seen:
+                    seen.add(call)
+                    if call.node._saved:
+                        if call in self.released:
+                            raise RuntimeError(_BACKWARD_TWICE + f" (node: {call.node.name()})")
+                        reached.append(call)
+                    stack.extend(u for u in call.inputs if u is not None and u.requires_grad)
+                continue
             node = v.producer
             if node is None or node in seen or not node.op.differentiable:
                 continue
             seen.add(node)
             if node.op.saves:
                 if node in self.released:
-                    raise RuntimeError(
-                        "Trying to backward through the graph a second time (or directly access saved tensors after "
-                        "they have already been freed). Saved intermediate values of the graph are freed when you "
-                        "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
-                        "through the graph a second time or if you need to access saved tensors after calling "
-                        f"backward. (node: {node.op.backward_name})")
+                    raise RuntimeError(_BACKWARD_TWICE + f" (node: {node.op.backward_name})")
                 reached.append(node)
             stack.extend(v for v in node.inputs if v.requires_grad)
         if not retain_graph:
@@ -556,6 +607,7 @@ class Tracer:
     def escaped(self, keep: list) -> list:
         """Tensors created by the call that are still referenced after it (other than `keep`): new state."""
         self._const_ids = None
+        self._drop_custom_calls()
         kept = list(keep) + [t._grad for t, _ in self.grad_slots.values() if t._grad is not None]
         kept += [t for t, _ in self.hyper_feeds]
         kept += [t._base for t in kept if t._base is not None]  # a returned view keeps its base alive
