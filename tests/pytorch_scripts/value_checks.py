@@ -35,6 +35,6 @@ print(torch.autograd.functional.jacobian(lambda v: v ** 2, torch.tensor([1.0, 2.
 u = torch.tensor([0.5, -1.5], requires_grad=True)
 (gu,) = torch.autograd.grad((u ** 3).sum(), u, create_graph=True)
 gu.sum().backward()
-print(gu, u.grad)
+print(gu.detach(), u.grad)
 print(torch.sign(torch.tensor([float("nan"), -2.0, 0.0])), torch.tensor([3, -3]) // 2, torch.tensor([3, -3]) % 2)
 print(torch.zeros(0, 3).sum(1), torch.ones(2, 0).max(0).values, torch.tensor([]).all(), torch.tensor([]).any())
