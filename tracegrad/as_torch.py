@@ -40,21 +40,28 @@ class _TorchAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 _FINDER = _TorchAlias()
+_PUT_ASIDE: dict = {}  # PyTorch's own modules, if this process had imported them before install()
+
+
+def _torch_names():
+    return [n for n in sys.modules if n == "torch" or n.startswith("torch.")]
 
 
 def install() -> None:
     """Make `import torch` (and its submodules) import tracegrad in this process."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+        _PUT_ASIDE.update({n: sys.modules.pop(n) for n in _torch_names()})
 
 
 def uninstall() -> None:
     """Undo `install()`: later imports of `torch` find PyTorch again (if installed)."""
     if _FINDER in sys.meta_path:
         sys.meta_path.remove(_FINDER)
-    for name in [n for n in sys.modules if n == "torch" or n.startswith("torch.")]:
-        if getattr(sys.modules[name], "__name__", "").startswith("tracegrad"):
+        for name in _torch_names():
             del sys.modules[name]
+        sys.modules.update(_PUT_ASIDE)
+        _PUT_ASIDE.clear()
 
 
 def main(argv=None) -> None:
