@@ -80,6 +80,13 @@ def _setitem(m, x, v):
     return y
 
 
+def _reduce(loss, reduction):
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+
+TARGETS, TARGETS_IGN = np.array([2, 0, 3]), np.array([2, 1, 3])  # class indices for 3 samples of 4 classes
+TARGETS_2D = np.array([[[0, 3], [1, 1], [2, 0]], [[3, 3], [0, 2], [1, 0]]])  # for (2, 4, 3, 2) scores
+CLASS_W = np.array([0.5, 1.0, 2.0, 1.5])
 S = (3, 4)
 UNARY = [(S,), ((5,),), ((),), ((2, 3, 4),)]
 BINARY = [(S, S), ((2, 3, 4), (4,)), ((3, 1), (1, 4)), ((), S), ((2, 1, 4), (3, 1))]
@@ -228,6 +235,26 @@ CASES = [
     Case("avg_pool2d_pad", lambda m, x: m.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=True),
          lambda x: _pool(x, 3, 2, 1, lambda w, axis: np.sum(w, axis=axis) / 9, 0.0), [((1, 2, 5, 5),)]),
     Case("setitem_nonleaf", _setitem, lambda x, v: _index_put(x, (slice(1, None), 0), v), [(S, (2,)), (S, ())]),
+    # ---------------------------------------------------------------- layers and losses: one node each, as PyTorch's
+    Case("linear", lambda m, x, w, b: m.nn.functional.linear(x, w, b), lambda x, w, b: x @ w.T + b,
+         [((3, 4), (5, 4), (5,)), ((4,), (5, 4), (5,)), ((2, 3, 4), (5, 4), (5,))]),
+    Case("linear_nobias", lambda m, x, w: m.nn.functional.linear(x, w), lambda x, w: x @ w.T,
+         [((3, 4), (5, 4)), ((4,), (5, 4)), ((2, 3, 4), (5, 4))]),
+    Case("addmm", lambda m, b, x, y: m.addmm(b, x, y), lambda b, x, y: b + x @ y,
+         [((4,), (3, 2), (2, 4)), ((3, 1), (3, 2), (2, 4))]),
+    Case("conv2d_bias", lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1),
+         lambda x, w, b: _conv(x, w, 1, 1) + b.reshape(1, -1, 1, 1), [((2, 3, 5, 4), (4, 3, 3, 3), (4,))]),
+    *[Case(f"mse_loss_{r}", lambda m, x, t, r=r: m.nn.functional.mse_loss(x, t, reduction=r),
+           lambda x, t, r=r: _reduce((x - t) ** 2, r), [(S, S)]) for r in ("mean", "sum", "none")],
+    *[Case(f"nll_loss_{r}", lambda m, x, r=r: m.nn.functional.nll_loss(x, m.tensor(TARGETS), reduction=r),
+           lambda x, r=r: _reduce(-x[np.arange(3), TARGETS], r), [(S,)]) for r in ("mean", "sum", "none")],
+    Case("nll_loss_weight_ignore", lambda m, x: m.nn.functional.nll_loss(
+        x, m.tensor(TARGETS_IGN), weight=m.tensor(CLASS_W).to(x.dtype), ignore_index=1),
+         lambda x: -(x[[0, 2], [2, 3]] * CLASS_W[[2, 3]]).sum() / CLASS_W[[2, 3]].sum(), [(S,)]),
+    Case("nll_loss_2d", lambda m, x: m.nn.functional.nll_loss(x, m.tensor(TARGETS_2D), reduction="none"),
+         lambda x: -np.take_along_axis(x, TARGETS_2D[:, None], 1)[:, 0], [((2, 4, 3, 2),)]),
+    Case("cross_entropy", lambda m, x: m.nn.functional.cross_entropy(x, m.tensor(TARGETS)),
+         lambda x: -np.mean((x - _lse(x, 1, True))[np.arange(3), TARGETS]), [(S,)]),
 ]
 
 # Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).

@@ -41,6 +41,7 @@ from .ops.functions import (
     add,
     addcdiv,
     addcmul,
+    addmm,  # layers-graph
     all,
     allclose,
     amax,

@@ -111,7 +111,7 @@ def _vjp(tracer, node, g):
     rules, variadic = op.vjp, op.arity is None
     grads = []
     for i, v in enumerate(inputs):
-        if not v.requires_grad:
+        if not v.requires_grad or (op.edges is not None and i not in op.edges):
             grads.append(None)
             continue
         if variadic:
