@@ -29,6 +29,7 @@ from tracegrad.compiler import (
     dead_code_elimination,
     run_pipeline,
 )
+from tracegrad.compiler.passes import lower_composites
 from tracegrad.ir import GraphError
 from tracegrad.ops import primitives as P
 from tracegrad.runtime.interpreter import Program
@@ -746,3 +747,66 @@ def test_algebraic_simplification_picks_the_branch_of_a_constant_condition():
         return tg.where(tg.tensor(False), x * 2.0, x + 1.0)
     g = algebraic_simplification(tg.trace(f, tg.ones(3)))
     assert _ops(g) == ["add"]
+
+
+# ---------------------------------------------------------------------------------------------- lowering composites
+LINEAR_MSE_TRACED = """graph <lambda>(x:f32[4,3], y:f32[4,2]) {
+  state s0:f32[2,3]  # Linear.weight
+  state s1:f32[2]  # Linear.bias
+  %0:f32[3,2] = permute s0 perm=(1, 0)
+  %1:f32[4,2] = addmm s1, x, %0
+  %2:f32[] = mse_loss %1, y reduction='mean'
+  return %2
+}"""
+LINEAR_MSE_LOWERED = """graph <lambda>(x:f32[4,3], y:f32[4,2]) {
+  state s0:f32[2,3]  # Linear.weight
+  state s1:f32[2]  # Linear.bias
+  c0:f32[] = const 8.0
+  %0:f32[3,2] = permute s0 perm=(1, 0)
+  %3:f32[4,2] = matmul x, %0
+  %4:f32[4,2] = add %3, s1
+  %5:f32[4,2] = sub %4, y
+  %6:f32[4,2] = mul %5, %5
+  %7:f32[] = sum %6 axes=(0, 1) keepdim=False
+  %8:f32[] = div %7, c0
+  return %8
+}"""
+
+
+def test_lower_composites_golden_printout():
+    """A layer and a loss are one node each in the IR (and for autograd); the numba backend lowers them to the
+    primitives they are made of before fusion."""
+    tg.manual_seed(0)
+    lin = tg.nn.Linear(3, 2)
+    g = tg.trace(lambda x, y: tg.nn.functional.mse_loss(lin(x), y), tg.ones(4, 3), tg.ones(4, 2))
+    assert str(g) == LINEAR_MSE_TRACED
+    before = _snapshot(g)
+    lowered = lower_composites(g)
+    assert str(lowered) == LINEAR_MSE_LOWERED
+    assert _snapshot(g) == before
+    lowered.verify()
+    g.verify()
+
+
+def _composites(x, y, t, cw, cb, lw, lb):
+    F = tg.nn.functional
+    h = F.linear(F.max_pool2d(F.conv2d(x, cw, cb).relu(), 2).flatten(1), lw, lb)
+    w = tg.tensor([1.0, 0.5, 2.0, 1.0])
+    return (F.cross_entropy(h, t) + F.nll_loss(F.log_softmax(h, 1), t, weight=w, reduction="sum")
+            + F.mse_loss(h, y), F.nll_loss(F.log_softmax(h, 1), t, reduction="none"))
+
+
+def test_lower_composites_keeps_the_values_exactly():
+    """A decomposition is its op's numpy forward too: the lowered graph computes the same values bit for bit."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 2, 6, 6), (2, 4))] + [np.array([3, 1])] + \
+        [rng.standard_normal(s).astype(np.float32) for s in ((3, 2, 3, 3), (3,), (4, 12), (4,))]
+    g = run_pipeline(tg.trace(_composites, *[tg.tensor(a) for a in arrays]), print_each=False)
+    lowered = lower_composites(g)
+    composite = {"addmm", "conv2d_bias", "mse_loss", "nll_loss", "log_softmax"}
+    assert composite <= set(_ops(g)) and not composite & set(_ops(lowered))
+    lowered.verify()
+    want = Program(g).outputs(arrays)
+    got = Program(lowered).outputs(arrays)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)

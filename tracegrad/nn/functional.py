@@ -45,6 +45,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     >>> [fn.name() if fn is not None else None for fn, _ in y.grad_fn.next_functions]
     ['AccumulateGrad', None, 'TBackward0']
     """
+    for name, t in (("input", x), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"linear(): argument {name!r} must be Tensor, not {type(t).__name__!r}")
     if x.shape[-1] != weight.shape[-1]:
         raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied ({math.prod(x.shape[:-1])}x"
                            f"{x.shape[-1]} and {weight.shape[-1]}x{weight.shape[0]}): input {fmt(x.shape)}, weight "
