@@ -253,6 +253,8 @@ CASES = [
          lambda x: -(x[[0, 2], [2, 3]] * CLASS_W[[2, 3]]).sum() / CLASS_W[[2, 3]].sum(), [(S,)]),
     Case("nll_loss_2d", lambda m, x: m.nn.functional.nll_loss(x, m.tensor(TARGETS_2D), reduction="none"),
          lambda x: -np.take_along_axis(x, TARGETS_2D[:, None], 1)[:, 0], [((2, 4, 3, 2),)]),
+    Case("trace", lambda m, x: m.trace(x), lambda x: np.trace(x), [(S,), ((4, 3),), ((3, 3),)]),
+    Case("trace_method", lambda m, x: x.trace() * 2.0, lambda x: np.trace(x) * 2.0, [(S,)]),
     Case("cross_entropy", lambda m, x: m.nn.functional.cross_entropy(x, m.tensor(TARGETS)),
          lambda x: -np.mean((x - _lse(x, 1, True))[np.arange(3), TARGETS]), [(S,)]),
 ]

@@ -370,7 +370,7 @@ def test_generated_text_names_the_batch():
 
 
 def test_symbolic_sizes_follow_the_registry_rules():
-    g = tg.trace(lambda x, b, w: ((x + b) @ w).relu().sum(0, keepdim=True).expand(5, 3) * x[:, :3],
+    g = tg.jit.trace(lambda x, b, w: ((x + b) @ w).relu().sum(0, keepdim=True).expand(5, 3) * x[:, :3],
                  tg.ones(5, 4), tg.ones(4), tg.ones(4, 3))
     sizes = symbolic_sizes(g)
     assert sizes.symbols == {"n0": "x dim 0", "n1": "b dim 0, w dim 0"}  # b + x and x @ w join 4 with 4
@@ -380,4 +380,4 @@ def test_symbolic_sizes_follow_the_registry_rules():
     assert not isinstance(by_op["sum"][0], Size)  # keepdim's 1 is a literal
     assert isinstance(by_op["expand"][0], Size)  # expand(5, 3) * x[...]: joined through the multiplication
     assert all(isinstance(s[0], Size) for s in shapes.values() if s and s[0] == 5), shapes
-    assert symbolic_sizes(tg.trace(lambda x: x * 2.0, tg.ones(1, 3))).symbols == {}
+    assert symbolic_sizes(tg.jit.trace(lambda x: x * 2.0, tg.ones(1, 3))).symbols == {}

@@ -117,6 +117,7 @@ from .ops.functions import (
     swapaxes,
     t,
     tanh,
+    trace,  # layers-graph: the matrix trace, as torch.trace (the graph tracer is tracegrad.jit.trace)
     transpose,
     unbind,
     unflatten,
@@ -133,7 +134,7 @@ bool = dtypes.bool_
 dtype = dtypes.DType
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
-from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
+from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one
     CompiledFunction,
@@ -141,7 +142,6 @@ from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager o
     compile,
     explain,
     grad,
-    trace,
     value_and_grad,
 )
 

@@ -12,7 +12,7 @@ gradients are summed back to their input's shape here, once, as in eager mode. W
 ...     y = (x * x).sum()
 ...     (g,) = tg.autograd.grad(y, [x])
 ...     return g
->>> print(tg.trace(f, tg.ones(2, requires_grad=True)))
+>>> print(tg.jit.trace(f, tg.ones(2, requires_grad=True)))
 graph f(x:f32[2]) {
   c0:f32[] = const 1.0
   %0:f32[2] = mul x, x

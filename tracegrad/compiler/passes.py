@@ -6,7 +6,7 @@ variable ``TRACEGRAD_PRINT_PASSES=1``) and verifies it after every pass when ``T
 (the test suite sets it).
 
 >>> import tracegrad as tg
->>> g = tg.trace(lambda x: (x * 1.0 - 0.0).reshape(2, 3).reshape(6).exp(), tg.ones(6))
+>>> g = tg.jit.trace(lambda x: (x * 1.0 - 0.0).reshape(2, 3).reshape(6).exp(), tg.ones(6))
 >>> print(run_pipeline(g))
 graph <lambda>(x:f32[6]) {
   %4:f32[6] = exp x

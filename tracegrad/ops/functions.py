@@ -158,6 +158,7 @@ from .reductions import (  # noqa: F401 - the ops' one namespace
     softmax,
     std,
     sum,
+    trace,  # layers-graph
     var,
 )
 from .shaping import (  # noqa: F401 - the ops' one namespace
@@ -230,4 +231,4 @@ def _bind_methods():
 
 
 _bind_methods()
-Tensor.addmm = addmm  # layers-graph
+Tensor.addmm, Tensor.trace = addmm, trace  # layers-graph

@@ -175,3 +175,26 @@ def log_softmax(x: Tensor, dim: int, dtype=None):
     x = _floating(to(x, dtype) if dtype is not None else x)
     d = normalize_dim("log_softmax", dim, x.ndim)
     return apply(NNP.log_softmax, x, axes=(d,) if x.ndim else ())
+
+
+# ------------------------------------------------------------------------------------------ layers-graph: trace
+def trace(x: Tensor) -> Tensor:
+    """The sum of the main diagonal of a 2-D tensor, as ``torch.trace`` (the graph tracer is `tracegrad.jit.trace`).
+
+    >>> import tracegrad as tg
+    >>> x = tg.arange(6.0).reshape(2, 3).requires_grad_()
+    >>> t = tg.trace(x)
+    >>> t, t.grad_fn
+    (tensor(4., grad_fn=<TraceBackward0>), <TraceBackward0 object at ...>)
+    >>> t.backward()
+    >>> x.grad
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
+    """
+    if x.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim} (shape {list(x.shape)})")
+    n, m = x.shape
+    # NOTE: the diagonal of the flattened matrix is every (m+1)-th element: a strided slice, no index arrays
+    flat = apply(P.reshape, x, shape=(n * m,))
+    diagonal = apply(P.getitem, flat, index=(slice(0, builtins.min(n, m) * (m + 1), m + 1),))
+    return _named(sum(diagonal), "TraceBackward0")
