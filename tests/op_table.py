@@ -94,6 +94,13 @@ def _setitem(m, x, v):
     return y
 
 
+def _reduce(loss, reduction):
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+
+TARGETS, TARGETS_IGN = np.array([2, 0, 3]), np.array([2, 1, 3])  # class indices for 3 samples of 4 classes
+TARGETS_2D = np.array([[[0, 3], [1, 1], [2, 0]], [[3, 3], [0, 2], [1, 0]]])  # for (2, 4, 3, 2) scores
+CLASS_W = np.array([0.5, 1.0, 2.0, 1.5])
 S = (3, 4)
 UNARY = [(S,), ((5,),), ((),), ((2, 3, 4),)]
 BINARY = [(S, S), ((2, 3, 4), (4,)), ((3, 1), (1, 4)), ((), S), ((2, 1, 4), (3, 1))]
@@ -300,6 +307,26 @@ CASES = [
     Case("interpolate_bilinear_corners",
          lambda m, x: m.nn.functional.interpolate(x, size=(4, 5), mode="bilinear", align_corners=True),
          lambda x: _linear_resize(_linear_resize(x, 5, corners=True), 4, axis=-2, corners=True), [((1, 1, 3, 3),)]),
+    # ---------------------------------------------------------------- layers and losses: one node each, as PyTorch's
+    Case("linear", lambda m, x, w, b: m.nn.functional.linear(x, w, b), lambda x, w, b: x @ w.T + b,
+         [((3, 4), (5, 4), (5,)), ((2, 3, 4), (5, 4), (5,))]),
+    Case("linear_nobias", lambda m, x, w: m.nn.functional.linear(x, w), lambda x, w: x @ w.T, [((2, 3, 4), (5, 4))]),
+    Case("addmm", lambda m, b, x, y: m.addmm(b, x, y), lambda b, x, y: b + x @ y, [((3, 1), (3, 2), (2, 4))]),
+    Case("conv2d_bias", lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1),
+         lambda x, w, b: _conv(x, w, 1, 1) + b.reshape(1, -1, 1, 1), [((2, 3, 5, 4), (4, 3, 3, 3), (4,))]),
+    Case("mse_loss", lambda m, x, t: sum(m.nn.functional.mse_loss(x, t, reduction=r) for r in ("none", "mean", "sum")),
+         lambda x, t: sum(_reduce((x - t) ** 2, r) for r in ("none", "mean", "sum")), [(S, S)]),
+    Case("nll_loss", lambda m, x: sum(m.nn.functional.nll_loss(x, m.tensor(TARGETS), reduction=r)
+                                      for r in ("none", "mean", "sum")),
+         lambda x: sum(_reduce(-x[np.arange(3), TARGETS], r) for r in ("none", "mean", "sum")), [(S,)]),
+    Case("nll_loss_weight_ignore", lambda m, x: m.nn.functional.nll_loss(
+        x, m.tensor(TARGETS_IGN), weight=m.tensor(CLASS_W).to(x.dtype), ignore_index=1),
+         lambda x: -(x[[0, 2], [2, 3]] * CLASS_W[[2, 3]]).sum() / CLASS_W[[2, 3]].sum(), [(S,)]),
+    Case("nll_loss_2d", lambda m, x: m.nn.functional.nll_loss(x, m.tensor(TARGETS_2D), reduction="none"),
+         lambda x: -np.take_along_axis(x, TARGETS_2D[:, None], 1)[:, 0], [((2, 4, 3, 2),)]),
+    Case("trace_fn", lambda m, x: m.trace(x), lambda x: np.trace(x), [(S,), ((4, 3),)]),
+    Case("cross_entropy", lambda m, x: m.nn.functional.cross_entropy(x, m.tensor(TARGETS)),
+         lambda x: -np.mean((x - _lse(x, 1, True))[np.arange(3), TARGETS]), [(S,)]),
 ]
 
 GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])

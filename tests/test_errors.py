@@ -169,6 +169,12 @@ ERRORS = [
      "bitwise_and: not implemented for floating tensors (tracegrad.float32)"),
     ("gradcheck_float32", lambda: tg.autograd.gradcheck(lambda t: t * 2, (_leaf(),)), ValueError,
      "gradcheck: input 0 is tracegrad.float32; use float64 inputs for finite differences"),
+    ("trace_not_a_matrix", lambda: tg.trace(tg.ones(3)), RuntimeError,
+     "trace: expected a matrix, but got tensor with dim 1 (shape [3])"),
+    ("linear_dtype", lambda: tg.nn.functional.linear(tg.ones(2, 3, dtype=tg.float64), tg.ones(4, 3)), RuntimeError,
+     "linear: expected input, weight and bias to have the same dtype, but got tracegrad.float64, tracegrad.float32"),
+    ("addmm_shapes", lambda: tg.addmm(tg.ones(3), tg.ones(2, 4), tg.ones(3, 3)), RuntimeError,
+     "addmm: mat1 and mat2 shapes cannot be multiplied (2x4 and 3x3)"),
 ]
 
 

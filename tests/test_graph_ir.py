@@ -1,4 +1,4 @@
-"""The static-graph IR: what `tracegrad.trace` records, what the simplification passes do to it, and its views.
+"""The static-graph IR: what `tracegrad.jit.trace` records, what the simplification passes do to it, and its views.
 
 Specified here:
 
@@ -29,6 +29,7 @@ from tracegrad.compiler import (
     dead_code_elimination,
     run_pipeline,
 )
+from tracegrad.compiler.passes import lower_composites
 from tracegrad.ir import GraphError
 from tracegrad.ops import primitives as P
 from tracegrad.runtime.interpreter import Program
@@ -248,7 +249,7 @@ def _golden_cases():
 @pytest.mark.parametrize("case", ["chain", "reduction", "broadcast", "backward", "write-back"])
 def test_golden_printout_before_and_after_the_pipeline(case):
     fn, args, traced, optimized = _golden_cases()[case]
-    g = tg.trace(fn, *args)
+    g = tg.jit.trace(fn, *args)
     assert str(g) == traced
     assert g.format() == traced
     opt = run_pipeline(g, print_each=False)
@@ -258,12 +259,12 @@ def test_golden_printout_before_and_after_the_pipeline(case):
 
 def test_golden_printouts_are_stable_across_traces():
     sgd_step, _ = _sgd_step_fn()
-    assert str(tg.trace(sgd_step, tg.ones(3))) == str(tg.trace(sgd_step, tg.zeros(3))) == SGD_TRACED
+    assert str(tg.jit.trace(sgd_step, tg.ones(3))) == str(tg.jit.trace(sgd_step, tg.zeros(3))) == SGD_TRACED
 
 
 def test_trace_does_not_run_the_write_back():
     sgd_step, w = _sgd_step_fn()
-    tg.trace(sgd_step, tg.full((3,), 2.0))
+    tg.jit.trace(sgd_step, tg.full((3,), 2.0))
     assert w.tolist() == [1.0, 1.0, 1.0]
     assert w.grad is None
 
@@ -271,7 +272,7 @@ def test_trace_does_not_run_the_write_back():
 @pytest.mark.parametrize("case", ["chain", "reduction", "broadcast", "backward", "write-back"])
 def test_the_pipeline_keeps_the_values(case):
     fn, args, _, _ = _golden_cases()[case]
-    g = tg.trace(fn, *args)
+    g = tg.jit.trace(fn, *args)
     opt = run_pipeline(g, print_each=False)
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(v.shape).astype(np.float32) for v in g.args + g.state]
@@ -280,7 +281,7 @@ def test_the_pipeline_keeps_the_values(case):
 
 
 def test_run_pipeline_prints_each_pass_when_asked(capsys):
-    run_pipeline(tg.trace(chain, tg.ones(3)), print_each=True)
+    run_pipeline(tg.jit.trace(chain, tg.ones(3)), print_each=True)
     out = capsys.readouterr().out
     assert out.startswith("--- traced (8 nodes)\n" + CHAIN_TRACED)
     for name in ("constant_folding", "algebraic_simplification", "common_subexpression_elimination",
@@ -294,7 +295,7 @@ def test_dead_code_elimination_removes_an_unused_node():
     def f(x):
         x.exp()  # computed, never used
         return x.neg()
-    g = tg.trace(f, tg.ones(3))
+    g = tg.jit.trace(f, tg.ones(3))
     assert _ops(g) == ["exp", "neg"]
     out = dead_code_elimination(g)
     assert str(out) == "graph f(x:f32[3]) {\n  %1:f32[3] = neg x\n  return %1\n}"
@@ -306,7 +307,7 @@ def test_dead_code_elimination_keeps_guarded_values_and_random_draws():
         if x.sum() > 0:  # the comparison is guarded: it must still be computed
             return x * 2.0
         return x
-    g = tg.trace(f, tg.ones(3))
+    g = tg.jit.trace(f, tg.ones(3))
     out = dead_code_elimination(g)
     assert _ops(out) == _ops(g) == ["uniform", "sum", "gt", "mul"]
     assert "guard bool(%2) == True" in str(out)
@@ -315,7 +316,7 @@ def test_dead_code_elimination_keeps_guarded_values_and_random_draws():
 def test_cse_merges_duplicate_nodes_and_equal_constants():
     def f(x):
         return x.exp() * 2.0 + x.exp() * 2
-    g = tg.trace(f, tg.ones(3))
+    g = tg.jit.trace(f, tg.ones(3))
     assert [g.consts[c].item() for c in g.consts] == [2.0, 2.0]
     out = common_subexpression_elimination(g)
     assert str(out) == """\
@@ -331,20 +332,20 @@ graph f(x:f32[3]) {
 
 
 def test_cse_keeps_constants_that_differ_only_in_sign_and_never_merges_random_draws():
-    g = tg.trace(lambda x: (x * 0.0, x * -0.0), tg.ones(2))
+    g = tg.jit.trace(lambda x: (x * 0.0, x * -0.0), tg.ones(2))
     out = common_subexpression_elimination(g)
     assert len(out.consts) == 2 and _ops(out) == ["mul", "mul"]
     a, b = _run(out, np.array([1.0, -1.0]))
     assert list(np.signbit(a)) == [False, True] and list(np.signbit(b)) == [True, False]
 
-    g = tg.trace(lambda x: tg.rand(3) + tg.rand(3) + x, tg.ones(3))
+    g = tg.jit.trace(lambda x: tg.rand(3) + tg.rand(3) + x, tg.ones(3))
     assert _ops(common_subexpression_elimination(g)) == ["uniform", "uniform", "add", "add"]
 
 
 def test_constant_folding_folds_constant_only_nodes():
     def f(x):
         return x * (tg.tensor(2.0) * tg.tensor(3.0)).exp().log()
-    g = tg.trace(f, tg.ones(3))
+    g = tg.jit.trace(f, tg.ones(3))
     assert _ops(g) == ["mul", "exp", "log", "mul"]
     out = constant_folding(g)
     assert _ops(out) == ["mul"]
@@ -361,7 +362,7 @@ def test_constant_folding_never_creates_a_constant_larger_than_its_inputs():
         big = tg.tensor(5.0).expand(4, 3)          # 1 value -> 12: a free view, stays a node
         same = tg.tensor([1.0, 2.0, 3.0]) * 2.0   # 3 values from 3 and 1: folded
         return x * same + big
-    g = tg.trace(f, tg.ones(4, 3))
+    g = tg.jit.trace(f, tg.ones(4, 3))
     out = constant_folding(g)
     assert _ops(out) == ["expand", "mul", "add"]
     assert sorted(a.size for a in out.consts.values()) == [1, 3]
@@ -378,7 +379,7 @@ SPECIAL = (-0.0, 0.0, 1.5, -2.0, np.inf, np.nan)
 def _simplified(fn, shape, special=SPECIAL):
     """Trace, simplify, and check the values agree (bit for bit) on data with signed zeros, infinities and NaN."""
     x = tg.ones(*shape)
-    g = tg.trace(fn, x)
+    g = tg.jit.trace(fn, x)
     out = algebraic_simplification(g)
     out.verify()
     data = np.array(special, np.float32)
@@ -429,7 +430,7 @@ def test_algebraic_simplification_permute_of_permute_composes():
 def test_algebraic_simplification_cast_to_the_same_dtype():
     # the cast `tracegrad.grad` inserts to make a non-differentiable input differentiable is an identity, and so
     # are those of the `detach()` of its results (a value outside the graph)
-    g = tg.trace(lambda x: tg.grad(lambda y: (y * y).sum())(x), tg.ones(3))
+    g = tg.jit.trace(lambda x: tg.grad(lambda y: (y * y).sum())(x), tg.ones(3))
     casts = [n for n in g.nodes if n.op.name == "cast"]
     assert all(c.params == {"dtype": tg.float32} for c in casts) and casts[0].inputs == g.args
     out = algebraic_simplification(g)
@@ -441,7 +442,7 @@ def test_algebraic_simplification_cast_to_the_same_dtype():
 
 
 def test_algebraic_simplification_cast_node_built_by_hand():
-    g = tg.trace(lambda x: x.neg(), tg.ones(3))
+    g = tg.jit.trace(lambda x: x.neg(), tg.ones(3))
     x = g.args[0]
     cast = g.add_node(P.cast, [x], {"dtype": tg.float32}, x.aval)
     g.nodes.insert(0, g.nodes.pop())
@@ -460,7 +461,7 @@ def test_algebraic_simplification_cast_node_built_by_hand():
 ])
 def test_algebraic_simplification_integer_sum_over_expanded_axes_is_a_multiplication(fn, shape, count, ops):
     x = tg.arange(int(np.prod(shape))).reshape(shape) - 2
-    g = tg.trace(fn, x)
+    g = tg.jit.trace(fn, x)
     out = algebraic_simplification(g)
     out.verify()
     assert _ops(g) == ["expand", "sum"]
@@ -499,7 +500,7 @@ def test_algebraic_simplification_does_not_drop_adding_positive_zero(fn):
 
 
 def test_integer_zero_is_simplified_for_integer_tensors():
-    g = tg.trace(lambda x: (x + 0).neg(), tg.ones(3, dtype=tg.int64))
+    g = tg.jit.trace(lambda x: (x + 0).neg(), tg.ones(3, dtype=tg.int64))
     out = algebraic_simplification(g)
     assert _ops(out) == ["neg"]
 
@@ -524,7 +525,7 @@ def _busy_graph():
             w.sub_(w.grad)
         w.grad = None
         return loss
-    return tg.trace(busy, tg.ones(3))
+    return tg.jit.trace(busy, tg.ones(3))
 
 
 @pytest.mark.parametrize("p", PASSES, ids=lambda p: p.__name__)
@@ -555,7 +556,7 @@ def test_input_graph_still_verifies_after_a_pass():
 
 # ---------------------------------------------------------------------------------------------- verify
 def _five_nodes():
-    return tg.trace(lambda x: ((x.exp() + 1.0) * 2.0).neg().abs().sum(), tg.ones(3))
+    return tg.jit.trace(lambda x: ((x.exp() + 1.0) * 2.0).neg().abs().sum(), tg.ones(3))
 
 
 def _strip_locations(text):
@@ -601,7 +602,7 @@ def test_verify_rejects_a_node_whose_type_disagrees_with_its_shape_rule():
 
 
 def test_verify_rejects_a_shape_rule_that_refuses_the_inputs():
-    g = tg.trace(lambda a, b: a * b, tg.ones(2, 3), tg.ones(3))
+    g = tg.jit.trace(lambda a, b: a * b, tg.ones(2, 3), tg.ones(3))
     g.args[1].shape = (4,)
     with pytest.raises(GraphError, match=r"shape rule of mul rejects the node's inputs(.|\n)*>>    0  %0"):
         g.verify()
@@ -614,7 +615,7 @@ def test_verify_rejects_undefined_outputs_and_type_changing_writes():
     with pytest.raises(GraphError, match="output %2 is not defined by the graph"):
         g.verify()
     sgd_step, _ = _sgd_step_fn()
-    g = tg.trace(sgd_step, tg.ones(3))
+    g = tg.jit.trace(sgd_step, tg.ones(3))
     target, _ = g.writes[0]
     g.writes = [(target, g.nodes[1].out)]
     with pytest.raises(GraphError, match=r"write s0 <- %1 changes type f32\[3\] -> f32\[\]"):
@@ -624,7 +625,7 @@ def test_verify_rejects_undefined_outputs_and_type_changing_writes():
 # ---------------------------------------------------------------------------------------------- networkx and dot
 def test_to_networkx_has_a_node_per_value_with_attributes():
     sgd_step, _ = _sgd_step_fn()
-    g = tg.trace(sgd_step, tg.ones(3))
+    g = tg.jit.trace(sgd_step, tg.ones(3))
     nxg = g.to_networkx()
     assert isinstance(nxg, nx.DiGraph)
     values = g.args + g.state + list(g.consts) + [n.out for n in g.nodes]
@@ -642,7 +643,7 @@ def test_to_networkx_has_a_node_per_value_with_attributes():
 
 
 def test_to_networkx_edges_follow_the_node_inputs():
-    g = tg.trace(grad_of, tg.ones(3, requires_grad=True))
+    g = tg.jit.trace(grad_of, tg.ones(3, requires_grad=True))
     nxg = g.to_networkx()
     assert set(nxg.edges) == {(v.name, n.out.name) for n in g.nodes for v in n.inputs}
     assert nx.is_directed_acyclic_graph(nxg)
@@ -661,14 +662,14 @@ def test_to_networkx_edges_follow_the_node_inputs():
 
 
 def test_to_networkx_of_an_optimized_graph():
-    g = run_pipeline(tg.trace(chain, tg.ones(3)))
+    g = run_pipeline(tg.jit.trace(chain, tg.ones(3)))
     nxg = g.to_networkx()
     assert sorted(nxg.nodes) == ["%2", "%3", "%6", "%7", "c2", "x"]
     assert sorted(nxg.edges) == [("%2", "%3"), ("%3", "%6"), ("%6", "%7"), ("c2", "%3"), ("x", "%2")]
 
 
 def test_to_dot_is_graphviz_text_with_every_value():
-    g = tg.trace(grad_of, tg.ones(3, requires_grad=True))
+    g = tg.jit.trace(grad_of, tg.ones(3, requires_grad=True))
     dot = g.to_dot()
     lines = dot.splitlines()
     assert lines[0] == 'digraph "grad_of" {' and lines[-1] == "}"
@@ -691,7 +692,7 @@ def test_names_are_unique_so_the_views_keep_every_value():
     def f(x):
         k = -tg.tensor(2.0)
         return (x * 3.0 + 4.0) * k + x.expand(5, 3).sum(0)
-    g = run_pipeline(tg.trace(f, tg.ones(3)))
+    g = run_pipeline(tg.jit.trace(f, tg.ones(3)))
     names = [v.name for v in g.inputs + [n.out for n in g.nodes]]
     assert len(names) == len(set(names)), str(g)
     assert g.to_networkx().number_of_nodes() == len(names)
@@ -702,7 +703,7 @@ def test_argument_names_do_not_collide_with_constant_names():
     # to_networkx merges the two values into one node.
     def f(c0):
         return c0 * 2.0
-    g = tg.trace(f, tg.ones(3))
+    g = tg.jit.trace(f, tg.ones(3))
     names = [v.name for v in g.inputs + [n.out for n in g.nodes]]
     assert len(names) == len(set(names)), str(g)
 
@@ -717,7 +718,7 @@ def located(x):
 
 
 def test_format_with_locations_names_this_file_and_line():
-    g = tg.trace(located, tg.ones(3))
+    g = tg.jit.trace(located, tg.ones(3))
     text = g.format(locations=True)
     lines = text.splitlines()
 
@@ -737,7 +738,7 @@ def test_format_with_locations_names_this_file_and_line():
 
 def test_locations_of_backward_nodes_are_the_backward_call():
     sgd_step, _ = _sgd_step_fn()
-    g = tg.trace(sgd_step, tg.ones(3))
+    g = tg.jit.trace(sgd_step, tg.ones(3))
     assert {n.loc.rpartition(":")[2] for n in g.phase_nodes("backward")} == {str(_line("LOC-BACKWARD"))}
     assert {os.path.basename(n.loc.rpartition(":")[0]) for n in g.nodes} == {THIS_FILE}
 
@@ -745,5 +746,75 @@ def test_locations_of_backward_nodes_are_the_backward_call():
 def test_algebraic_simplification_picks_the_branch_of_a_constant_condition():
     def f(x):
         return tg.where(tg.tensor(False), x * 2.0, x + 1.0)
-    g = algebraic_simplification(tg.trace(f, tg.ones(3)))
+    g = algebraic_simplification(tg.jit.trace(f, tg.ones(3)))
     assert _ops(g) == ["add"]
+
+
+# ---------------------------------------------------------------------------------------------- lowering composites
+LINEAR_MSE_TRACED = """graph <lambda>(x:f32[4,3], y:f32[4,2]) {
+  state s0:f32[2,3]  # Linear.weight
+  state s1:f32[2]  # Linear.bias
+  %0:f32[3,2] = permute s0 perm=(1, 0)
+  %1:f32[4,2] = addmm s1, x, %0
+  %2:f32[] = mse_loss %1, y reduction='mean'
+  return %2
+}"""
+LINEAR_MSE_LOWERED = """graph <lambda>(x:f32[4,3], y:f32[4,2]) {
+  state s0:f32[2,3]  # Linear.weight
+  state s1:f32[2]  # Linear.bias
+  c0:f32[] = const 8.0
+  %0:f32[3,2] = permute s0 perm=(1, 0)
+  %3:f32[4,2] = matmul x, %0
+  %4:f32[4,2] = add %3, s1
+  %5:f32[4,2] = sub %4, y
+  %6:f32[4,2] = mul %5, %5
+  %7:f32[] = sum %6 axes=(0, 1) keepdim=False
+  %8:f32[] = div %7, c0
+  return %8
+}"""
+
+
+def test_lower_composites_golden_printout():
+    """A layer and a loss are one node each in the IR (and for autograd); the numba backend lowers them to the
+    primitives they are made of before fusion."""
+    tg.manual_seed(0)
+    lin = tg.nn.Linear(3, 2)
+    g = tg.jit.trace(lambda x, y: tg.nn.functional.mse_loss(lin(x), y), tg.ones(4, 3), tg.ones(4, 2))
+    assert str(g) == LINEAR_MSE_TRACED
+    before = _snapshot(g)
+    lowered = lower_composites(g)
+    assert str(lowered) == LINEAR_MSE_LOWERED
+    assert _snapshot(g) == before
+    lowered.verify()
+    g.verify()
+
+
+def _composites(x, y, t, cw, cb, lw, lb):
+    F = tg.nn.functional
+    h = F.linear(F.max_pool2d(F.conv2d(x, cw, cb).relu(), 2).flatten(1), lw, lb)
+    w = tg.tensor([1.0, 0.5, 2.0, 1.0])
+    return (F.cross_entropy(h, t) + F.nll_loss(F.log_softmax(h, 1), t, weight=w, reduction="sum")
+            + F.mse_loss(h, y), F.nll_loss(F.log_softmax(h, 1), t, reduction="none"))
+
+
+def test_lower_composites_keeps_the_values_exactly():
+    """A decomposition is its op's numpy forward too: the lowered graph computes the same values bit for bit."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 2, 6, 6), (2, 4))] + [np.array([3, 1])] + \
+        [rng.standard_normal(s).astype(np.float32) for s in ((3, 2, 3, 3), (3,), (4, 12), (4,))]
+    g = run_pipeline(tg.jit.trace(_composites, *[tg.tensor(a) for a in arrays]), print_each=False)
+    lowered = lower_composites(g)
+    composite = {"addmm", "conv2d_bias", "mse_loss", "nll_loss", "log_softmax"}
+    assert composite <= set(_ops(g)) and not composite & set(_ops(lowered))
+    lowered.verify()
+    want = Program(g).outputs(arrays)
+    got = Program(lowered).outputs(arrays)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_tracer_is_jit_trace_and_trace_is_the_matrix_trace():
+    """As in PyTorch: `tracegrad.trace` is the sum of a matrix's diagonal; the graph tracer is `tracegrad.jit.trace`."""
+    g = tg.jit.trace(lambda x: x.trace() * 2.0, tg.ones(3, 3))
+    assert isinstance(g, tg.Graph) and "getitem" in _ops(g)
+    assert tg.trace(tg.eye(3) * 2.0).item() == 6.0

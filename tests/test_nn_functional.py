@@ -988,3 +988,120 @@ def test_error_table_matches_pytorch_exception_classes():
     for name, call in calls.items():
         with pytest.raises(expected[name]):
             call()
+
+
+# ---------------------------------------------------------------- autograd graphs as PyTorch records them
+# Each layer and loss is the node PyTorch records (AddmmBackward0, MseLossBackward0, NllLossBackward0 <-
+# LogSoftmaxBackward0, ...), with `next_functions` as PyTorch lists them: order, None for inputs without grad,
+# AccumulateGrad leaves, and the views PyTorch puts around a node for other ranks.
+def _tree(fn):
+    """The graph below a grad_fn as nested (name, children) tuples; None for an input without grad."""
+    if fn is None:
+        return None
+    return fn.name().replace("torch::autograd::", ""), tuple(_tree(f) for f, _ in fn.next_functions)
+
+
+def _blitz_loss(m):
+    """The network and loss of PyTorch's 60-minute blitz ("Neural Networks"): LeNet on a 32x32 image, MSELoss."""
+    nn, F = m.nn, m.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+            x = m.flatten(F.max_pool2d(F.relu(self.conv2(x)), 2), 1)
+            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+    m.manual_seed(0)
+    return nn.MSELoss()(Net()(m.randn(1, 1, 32, 32)), m.randn(10).view(1, -1))
+
+
+def _ones(m, *shape, grad=False):
+    return m.ones(*shape, requires_grad=grad)
+
+
+def _targets(m, *shape):
+    return m.zeros(shape, dtype=m.int64)
+
+
+GRAPHS = {
+    "blitz_lenet": _blitz_loss,
+    **{f"linear_{'x'.join(map(str, s))}{'_bias' if b else ''}{'_xgrad' if xg else ''}": (
+        lambda m, s=s, b=b, xg=xg: m.nn.functional.linear(_ones(m, *s, grad=xg), _ones(m, 3, 4, grad=True),
+                                                          _ones(m, 3, grad=True) if b else None))
+       for s in ((4,), (2, 4), (2, 5, 4)) for b in (True, False) for xg in (True, False)},
+    "linear_weight_without_grad": lambda m: m.nn.functional.linear(_ones(m, 2, 4), _ones(m, 3, 4),
+                                                                   _ones(m, 3, grad=True)),
+    "linear_bias_without_grad": lambda m: m.nn.functional.linear(_ones(m, 2, 4), _ones(m, 3, 4, grad=True),
+                                                                 _ones(m, 3)),
+    "linear_3d_2d_bias": lambda m: m.nn.functional.linear(_ones(m, 2, 5, 4), _ones(m, 3, 4, grad=True),
+                                                          _ones(m, 5, 3, grad=True)),
+    **{f"mse_loss_{r}": (lambda m, r=r: m.nn.functional.mse_loss(_ones(m, 5, 4, grad=True), _ones(m, 5, 4),
+                                                                 reduction=r)) for r in ("mean", "sum", "none")},
+    "mse_loss_both": lambda m: m.nn.functional.mse_loss(_ones(m, 5, 4, grad=True), _ones(m, 5, 4, grad=True)),
+    "mse_loss_target": lambda m: m.nn.functional.mse_loss(_ones(m, 5, 4), _ones(m, 5, 4, grad=True)),
+    "mse_loss_broadcast": lambda m: m.nn.functional.mse_loss(_ones(m, 5, 4, grad=True), _ones(m, 4, grad=True)),
+    **{f"nll_loss_{r}": (lambda m, r=r: m.nn.functional.nll_loss(
+        m.nn.functional.log_softmax(_ones(m, 5, 4, grad=True), 1), _targets(m, 5), reduction=r))
+       for r in ("mean", "sum", "none")},
+    "nll_loss_weight": lambda m: m.nn.functional.nll_loss(_ones(m, 5, 4, grad=True), _targets(m, 5),
+                                                          weight=_ones(m, 4)),
+    "nll_loss_1d": lambda m: m.nn.functional.nll_loss(_ones(m, 4, grad=True), _targets(m)),
+    **{f"nll_loss_{len(s)}d_{r}": (lambda m, s=s, r=r: m.nn.functional.nll_loss(
+        _ones(m, *s, grad=True), _targets(m, s[0], *s[2:]), reduction=r))
+       for s in ((2, 4, 3), (2, 4, 3, 2), (2, 4, 3, 2, 2)) for r in ("mean", "none")},
+    "cross_entropy": lambda m: m.nn.functional.cross_entropy(_ones(m, 5, 4, grad=True), _targets(m, 5)),
+    "cross_entropy_1d": lambda m: m.nn.functional.cross_entropy(_ones(m, 4, grad=True), _targets(m)),
+    "cross_entropy_3d": lambda m: m.nn.functional.cross_entropy(_ones(m, 2, 4, 3, grad=True), _targets(m, 2, 3)),
+    "log_softmax_dim0": lambda m: m.nn.functional.log_softmax(_ones(m, 5, 4, grad=True), 0),
+    "log_softmax_dtype": lambda m: m.nn.functional.log_softmax(_ones(m, 5, 4, grad=True), 1, dtype=m.float64),
+    "conv2d_bias": lambda m: m.nn.functional.conv2d(_ones(m, 1, 2, 5, 5), _ones(m, 3, 2, 3, 3, grad=True),
+                                                    _ones(m, 3, grad=True)),
+    "max_pool2d": lambda m: m.nn.functional.max_pool2d(_ones(m, 1, 2, 4, 4, grad=True), 2),
+}
+
+
+@pytest.mark.filterwarnings("ignore:.*Using a target size")
+@pytest.mark.parametrize("name", GRAPHS)
+def test_autograd_graph_is_pytorchs(name):
+    torch = pytest.importorskip("torch")
+    assert _tree(GRAPHS[name](tg).grad_fn) == _tree(GRAPHS[name](torch).grad_fn)
+
+
+def test_blitz_network_graph_walk():
+    """The blitz's walk: loss.grad_fn (MSELoss) -> Linear (addmm) -> its bias's AccumulateGrad, and the ReLU below."""
+    loss = _blitz_loss(tg)
+    addmm = loss.grad_fn.next_functions[0][0]
+    assert [loss.grad_fn.name(), addmm.name()] == ["MseLossBackward0", "AddmmBackward0"]
+    assert loss.grad_fn.next_functions[1] == (None, 0)  # the target needs no gradient
+    bias, relu, t = (f for f, _ in addmm.next_functions)
+    assert bias.name() == "AccumulateGrad" and bias.variable.shape == (10,)
+    assert relu.name() == "ReluBackward0" and relu.next_functions[0][0].name() == "AddmmBackward0"
+    assert t.name() == "TBackward0" and t.next_functions[0][0].variable.shape == (10, 84)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, w, b: F.linear(x, w, b),
+    lambda x, w, b: F.mse_loss(F.linear(x, w, b), x[:, :3] * 0.5, reduction="sum"),
+    lambda x, w, b: F.cross_entropy(F.linear(x, w, b), tg.tensor([2, 0, 1, 2, 1])),
+    lambda x, w, b: F.nll_loss(F.log_softmax(F.linear(x, w, b), 1), tg.tensor([2, -100, 1, 0, 1]),
+                               weight=tg.tensor([0.5, 2.0, 1.5], dtype=tg.float64)),
+], ids=["linear", "mse_loss", "cross_entropy", "nll_loss_weight_ignore"])
+def test_one_node_layers_have_second_order_gradients(fn):
+    rng = np.random.default_rng(3)
+    x, w, b = (tg.tensor(rng.standard_normal(s), requires_grad=True) for s in ((5, 4), (3, 4), (3,)))
+    assert tg.autograd.gradgradcheck(fn, (x, w, b))
+
+
+def test_nll_loss_refuses_weights_that_require_grad_as_pytorch():
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'weight'"):
+        F.nll_loss(tg.zeros(2, 3), tg.tensor([0, 1]), weight=tg.ones(3, requires_grad=True))
+
+
+def test_mse_loss_of_integers_is_not_implemented_as_in_pytorch():
+    with pytest.raises(NotImplementedError, match="mse_loss"):
+        F.mse_loss(tg.tensor([1, 2]), tg.tensor([1, 3]))

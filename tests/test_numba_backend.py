@@ -142,7 +142,7 @@ def test_op_table_float32_matches_eager(case, shapes):
 
 # ============================================================================ 2. the fusion pass
 def _fused(fn, *args):
-    return fuse_elementwise(tg.trace(fn, *args))
+    return fuse_elementwise(tg.jit.trace(fn, *args))
 
 
 def _groups(graph) -> list:
@@ -200,8 +200,8 @@ def test_fusion_groups(name):
     assert nx.is_directed_acyclic_graph(_contracted(g)), f"{name}: the groups form a cycle\n{g}"
     # the values are those of the unfused graph
     arrays = [np.random.default_rng(i).standard_normal(a.shape).astype(np.float32) for i, a in enumerate(args)]
-    want = Program(tg.trace(fn, *args)).outputs(arrays)
-    got = native.NativeProgram(tg.trace(fn, *args)).outputs(arrays)
+    want = Program(tg.jit.trace(fn, *args)).outputs(arrays)
+    got = native.NativeProgram(tg.jit.trace(fn, *args)).outputs(arrays)
     for w, o in zip(want, got):
         np.testing.assert_allclose(o, w, rtol=RTOL, atol=ATOL)
 
@@ -222,7 +222,7 @@ def test_groups_contracted_form_a_dag_when_two_groups_read_each_others_values():
     assert nx.is_directed_acyclic_graph(_contracted(g)), f"the groups form a cycle:\n{g}"
     kernel_order(g)
     arrays = [np.arange(4, dtype=np.float32), np.ones(4, np.float32)]
-    got = native.NativeProgram(tg.trace(fn, tg.ones(4), tg.ones(4))).outputs(arrays)
+    got = native.NativeProgram(tg.jit.trace(fn, tg.ones(4), tg.ones(4))).outputs(arrays)
     np.testing.assert_array_equal(got[0], arrays[0] * 2 + 3)
     np.testing.assert_array_equal(got[1], 3 - arrays[0] * 2)
 
@@ -259,7 +259,7 @@ def test_printout_networkx_and_dot_show_the_partition():
 
 
 def test_fusion_leaves_its_input_graph_unlabelled():
-    traced = tg.trace(lambda x: (x * 2.0).exp(), X34)
+    traced = tg.jit.trace(lambda x: (x * 2.0).exp(), X34)
     fused = fuse_elementwise(traced)
     assert [n.group for n in fused.nodes] == [0, 0]
     assert [n.group for n in traced.nodes] == [None, None]
@@ -346,7 +346,7 @@ def test_generated_kernels_equal_their_python_reference(name):
     else:
         if arrays is None:
             arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
-        graph = tg.trace(fn, *[tg.tensor(a) for a in arrays])
+        graph = tg.jit.trace(fn, *[tg.tensor(a) for a in arrays])
     if arrays is None:
         arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
     program = native.NativeProgram(graph)  # the backend's own pipeline: its rewrites, fusion and codegen
@@ -369,7 +369,7 @@ def test_generated_kernels_equal_their_python_reference(name):
 
 
 def test_source_is_readable():
-    g = fuse_elementwise(tg.trace(lambda x, w, b: ((x @ w) * 2.0 + b).tanh().sum(0), X34, W43, tg.ones(3)))
+    g = fuse_elementwise(tg.jit.trace(lambda x, w, b: ((x @ w) * 2.0 + b).tanh().sum(0), X34, W43, tg.ones(3)))
     code = ModuleSource(g)
     lines = code.source.splitlines()
     compile(code.source, "<generated>", "exec")  # valid Python
@@ -397,7 +397,7 @@ def test_source_is_readable():
 def test_prange_only_from_the_parallel_threshold_on(shape, fn, parallel):
     size = int(np.prod(shape))
     assert (size >= PARALLEL_THRESHOLD) is (shape != (511, 512))
-    code = ModuleSource(fuse_elementwise(tg.trace(fn, tg.ones(*shape))))
+    code = ModuleSource(fuse_elementwise(tg.jit.trace(fn, tg.ones(*shape))))
     loops = re.findall(r"for i\d in (prange|range)\(", code.source)
     assert loops[0] == ("prange" if parallel else "range") and "prange" not in loops[1:], code.source
     assert f"parallel={parallel}" in code.source
@@ -407,7 +407,7 @@ def test_parallel_kernel_equals_numpy():
     x = np.random.default_rng(3).standard_normal((512, 512)).astype(np.float32)
     b = x[0].copy()
     fn = lambda x, b: ((x * 2.0 + b).tanh() * x).sum(1)  # noqa: E731
-    program = native.NativeProgram(tg.trace(fn, tg.tensor(x), tg.tensor(b)))
+    program = native.NativeProgram(tg.jit.trace(fn, tg.tensor(x), tg.tensor(b)))
     assert "prange(" in program.code.source
     (got,) = program.outputs([x, b])
     np.testing.assert_allclose(got, (np.tanh(x * np.float32(2.0) + b) * x).sum(1, dtype=np.float64), rtol=1e-5,

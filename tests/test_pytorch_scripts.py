@@ -3,8 +3,8 @@
 Each script in `tests/pytorch_scripts/` imports `torch`; the test runs it with `python -m tracegrad.as_torch` and
 compares its output with PyTorch's, recorded beside it (`NAME.torch.txt`, from `python
 tests/test_pytorch_scripts.py --record` with PyTorch installed). Text must be equal; numbers equal within float32
-round-off accumulated over training (relative 1e-3, one unit of the last printed digit, or 1e-6). With PyTorch installed the
-record itself is checked against a live run, so a stale record fails too.
+round-off accumulated over training (relative 1e-3, one unit of the last printed digit, or 1e-6). With PyTorch
+installed the record itself is checked against a live run, so a stale record fails too.
 """
 import os
 import re

@@ -39,7 +39,7 @@ def test_a_tensor_without_history_is_one_output_node():
 
 def test_draw_labels_every_node_and_puts_every_edge_downwards():
     step, x, y = _step()
-    graph = tg.trace(step, x, y)
+    graph = tg.jit.trace(step, x, y)
     ax = viz.draw(graph, title="step")
     labels = {t.get_text() for t in ax.texts}
     assert {f"{n.out.name} = {n.op.name}" for n in graph.nodes} <= labels

@@ -41,6 +41,7 @@ from .ops.functions import (
     add,
     addcdiv,
     addcmul,
+    addmm,  # layers-graph
     all,
     allclose,
     amax,
@@ -116,6 +117,7 @@ from .ops.functions import (
     swapaxes,
     t,
     tanh,
+    trace,  # layers-graph: the matrix trace, as torch.trace (the graph tracer is tracegrad.jit.trace)
     transpose,
     unbind,
     unflatten,
@@ -143,7 +145,6 @@ from .dtypes import finfo, iinfo  # noqa: E402
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 # ---- ops-api block: products, scans, sorting at the top level; PyTorch's out= on the common functions
-# (the matrix trace is tracegrad.ops.functions.trace: the top-level name `trace` is the graph tracer's for now)
 from .ops.functions import (  # noqa: E402
     addmv,
     argsort,
@@ -168,7 +169,7 @@ globals().update({_name: _with_out(globals()[_name], _name) for _name in _OUT_FU
                   "subtract multiply divide true_divide negative absolute clip concat concatenate".split()})
 # ---- end of the ops-api block
 
-from . import models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
+from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one
     CompiledFunction,
@@ -176,7 +177,6 @@ from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager o
     compile,
     explain,
     grad,
-    trace,
     value_and_grad,
 )
 

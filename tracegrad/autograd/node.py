@@ -180,8 +180,12 @@ class Node(_GraphNode):
         # NOTE: elementwise VJP rules read only their saved inputs, so their node keeps the shape and
         # dtype of just the inputs that receive a gradient; other rules may also read unsaved shapes.
         all_meta = op.kind is not _ELEMENTWISE
+        edges = op.edges
         nexts, meta = [], []
-        for t in inputs:
+        for i, t in enumerate(inputs):
+            if edges is not None and i not in edges:  # not differentiated: no edge (PyTorch lists none)
+                meta.append((t._data.shape, t._data.dtype) if all_meta else None)
+                continue
             if t._rg:
                 fn = t.grad_fn
                 nexts.append((t._accumulator(), 0) if fn is None else (fn, 0) if fn._ports is None else
@@ -238,9 +242,11 @@ class Node(_GraphNode):
             if box[0] != version:
                 raise RuntimeError(self._modified_message(None, self, box[0], version, output=True))
             out = Tensor._make(data, True, self)
-        rules, variadic, params = op.vjp, op.arity is None, self.params
+        rules, variadic, params, edges = op.vjp, op.arity is None, self.params, op.edges
         grads = []
         for i, (nxt, _) in enumerate(self.next_functions):
+            if edges is not None:
+                i = edges[i]
             if nxt is None:
                 grads.append(None)
                 continue

@@ -12,7 +12,7 @@ gradients are summed back to their input's shape here, once, as in eager mode. W
 ...     y = (x * x).sum()
 ...     (g,) = tg.autograd.grad(y, [x])
 ...     return g
->>> print(tg.trace(f, tg.ones(2, requires_grad=True)))
+>>> print(tg.jit.trace(f, tg.ones(2, requires_grad=True)))
 graph f(x:f32[2]) {
   c0:f32[] = const 1.0
   %0:f32[2] = mul x, x
@@ -157,7 +157,7 @@ def _vjp(tracer, node, g):
     rules, variadic = op.vjp, op.arity is None
     grads = []
     for i, v in enumerate(inputs):
-        if not v.requires_grad:
+        if not v.requires_grad or (op.edges is not None and i not in op.edges):
             grads.append(None)
             continue
         if variadic:

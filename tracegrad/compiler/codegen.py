@@ -34,7 +34,7 @@ from .. import dtypes
 from ..ops.registry import Kind
 from .dynamic import Size, symbolic_sizes
 from .fusion import EPILOGUES, NATIVE_DTYPES, fuse_elementwise, kernel_order
-from .passes import transpose_of_matmul
+from .passes import lower_composites, transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
@@ -74,8 +74,9 @@ def _literal(array: np.ndarray) -> str:
 
 
 def native_graph(graph):
-    """The graph as the numba backend compiles it: weight gradients as ``g.T @ x``, elementwise chains fused."""
-    return fuse_elementwise(transpose_of_matmul(graph))
+    """The graph as the numba backend compiles it: composite ops lowered to the primitives they are made of, weight
+    gradients as ``g.T @ x``, elementwise chains fused."""
+    return fuse_elementwise(transpose_of_matmul(lower_composites(graph)))
 
 
 def native_unit(unit) -> bool:

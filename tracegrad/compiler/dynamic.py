@@ -52,7 +52,7 @@ don't share: that costs a compile, never correctness. The rules above only decid
 of them is needed for correctness.
 
 >>> import tracegrad as tg
->>> sizes = symbolic_sizes(tg.trace(lambda x, w: (x @ w).relu().sum(0), tg.ones(64, 8), tg.ones(8, 4)))
+>>> sizes = symbolic_sizes(tg.jit.trace(lambda x, w: (x @ w).relu().sum(0), tg.ones(64, 8), tg.ones(8, 4)))
 >>> sizes.symbols
 {'n0': 'x dim 0', 'n1': 'w dim 0'}
 >>> [sizes.shape(n.out) for n in sizes.graph.nodes]

@@ -8,7 +8,7 @@ The pass only labels nodes (``node.group``); the printout, `to_networkx` and `to
 the numba codegen turns each group into one kernel.
 
 >>> import tracegrad as tg
->>> g = fuse_elementwise(tg.trace(lambda x, b: ((x * 2.0 + b).tanh() * x).sum(1), tg.ones(4, 3), tg.ones(3)))
+>>> g = fuse_elementwise(tg.jit.trace(lambda x, b: ((x * 2.0 + b).tanh() * x).sum(1), tg.ones(4, 3), tg.ones(3)))
 >>> print(g)
 graph <lambda>(x:f32[4,3], b:f32[3]) {
   c0:f32[] = const 2.0

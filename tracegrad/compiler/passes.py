@@ -6,7 +6,7 @@ variable ``TRACEGRAD_PRINT_PASSES=1``) and verifies it after every pass when ``T
 (the test suite sets it).
 
 >>> import tracegrad as tg
->>> g = tg.trace(lambda x: (x * 1.0 - 0.0).reshape(2, 3).reshape(6).exp(), tg.ones(6))
+>>> g = tg.jit.trace(lambda x: (x * 1.0 - 0.0).reshape(2, 3).reshape(6).exp(), tg.ones(6))
 >>> print(run_pipeline(g))
 graph <lambda>(x:f32[6]) {
   %4:f32[6] = exp x
@@ -210,9 +210,12 @@ def _is_zero(g, v, node_name) -> bool:
     return bool(np.signbit(a).all()) == (node_name == "add")
 
 
-def _new_node(g, op, inputs, params, like):
+def _new_node(g, op, inputs, params, like, aval=None):
+    """A node of `op` standing in for (a part of) node `like`: its location and phase, and its output's type unless
+    `aval` gives another."""
     from ..ir.graph import Node, Value
-    out = Value(like.out.shape, like.out.dtype, g._new_name(), requires_grad=like.out.requires_grad)
+    shape, dtype = (like.out.shape, like.out.dtype) if aval is None else (aval.shape, aval.dtype)
+    out = Value(shape, dtype, g._new_name(), requires_grad=like.out.requires_grad)
     out.producer = Node(op, inputs, params, out, like.loc, like.phase)
     return out.producer
 
@@ -263,7 +266,7 @@ def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, v
 
 
 __all__ = ["DEFAULT_PASSES", "algebraic_simplification", "common_subexpression_elimination", "constant_folding",
-           "dead_code_elimination", "run_pipeline", "transpose_of_matmul"]
+           "dead_code_elimination", "lower_composites", "run_pipeline", "transpose_of_matmul"]
 
 
 def transpose_of_matmul(graph):
@@ -296,3 +299,49 @@ def _transpose_of_matmul(g, node, producers):
     bt, new_b = _transposed(g, b, node, producers)
     at, new_a = _transposed(g, a, node, producers)
     return new_b + new_a + [_new_node(g, P.matmul, [bt, at], {}, node)]
+
+
+def lower_composites(graph):
+    """Replace each node of an op with a `decompose` rule (addmm, mse_loss, nll_loss, log_softmax, conv2d_bias) by
+    the primitives the rule applies, then merge what they share with the rest of the graph (CSE).
+
+    Used by the numba backend only, before fusion: those ops are one node each for autograd and the printouts, and
+    the interpreter runs their numpy forwards (the same rule run on arrays, so the values are the same); native code
+    fuses their elementwise parts with their neighbours instead (the bias add of a linear layer with its
+    activation).
+
+    ``%2 = addmm s1, x, %1``  ->  ``%3 = matmul x, %1; %4 = add %3, s1``
+    """
+    g = _rewrite(graph, _lower)
+    return common_subexpression_elimination(g) if len(g.nodes) != len(graph.nodes) else g
+
+
+class _GraphEmit:
+    """The `emit` of a decomposition run on graph values: each applied op becomes a node standing in for `like`."""
+
+    def __init__(self, g, like):
+        self.g, self.like, self.nodes = g, like, []
+
+    def __call__(self, op, *inputs, **params):
+        aval = op.infer(*[v.aval for v in inputs], **params)
+        node = _new_node(self.g, op, list(inputs), params, self.like, aval)
+        node.out.requires_grad = False  # NOTE: after autodiff it matters only to CSE, which then merges more
+        self.nodes.append(node)
+        return node.out
+
+    def const(self, value, like):
+        return self.g.add_const(np.array(value, like.dtype.np), like.dtype)
+
+    @staticmethod
+    def dtype(v):
+        return v.dtype
+
+
+def _lower(g, node, producers):
+    if node.op.decompose is None:
+        return None
+    emit = _GraphEmit(g, node)
+    out = node.op.decompose(emit, *node.inputs, **node.params)
+    assert out is emit.nodes[-1].out, f"{node.op.name}: a decomposition ends with the node computing its value"
+    out.requires_grad = node.out.requires_grad
+    return emit.nodes

@@ -6,7 +6,7 @@ op to earlier values and defines one new value), guards (data-dependent Python d
 took), outputs, and the state written back after a call.
 
 >>> import tracegrad as tg
->>> g = tg.trace(lambda x: (x * 2.0).sum(), tg.ones(3))
+>>> g = tg.jit.trace(lambda x: (x * 2.0).sum(), tg.ones(3))
 >>> print(g)
 graph <lambda>(x:f32[3]) {
   c0:f32[] = const 2.0

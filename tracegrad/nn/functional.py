@@ -12,13 +12,14 @@ import warnings
 
 import numpy as np
 
-from .. import dtypes
+from .. import _tracing, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
 from ..creation import arange, full, rand
+from ..dtypes import result_type
 from ..ops import functions as T
 from ..ops.functions import _named, erf, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401 - re-exported
-from ..ops.shapes import fmt
+from ..ops.shapes import broadcast_shapes, fmt
 
 __all__ = ["linear", "relu", "leaky_relu", "logsigmoid", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "embedding", "layer_norm", "batch_norm", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
@@ -37,13 +38,42 @@ def _pair(v, name="value"):
 
 # ---------------------------------------------------------------- layers
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias."""
+    """x @ weight.T + bias, with PyTorch's graph: one AddmmBackward0 node (bias, x, weight.t()) for a 2-D input with
+    bias, MmBackward0 without; other ranks are viewed as 2-D around that node.
+
+    >>> import tracegrad as tg
+    >>> w = tg.ones(3, 4, requires_grad=True)
+    >>> y = linear(tg.ones(2, 4), w, tg.zeros(3, requires_grad=True))
+    >>> [fn.name() if fn is not None else None for fn, _ in y.grad_fn.next_functions]
+    ['AccumulateGrad', None, 'TBackward0']
+    """
+    for name, t in (("input", x), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"linear(): argument {name!r} must be Tensor, not {type(t).__name__!r}")
     if x.shape[-1] != weight.shape[-1]:
         raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied ({math.prod(x.shape[:-1])}x"
                            f"{x.shape[-1]} and {weight.shape[-1]}x{weight.shape[0]}): input {fmt(x.shape)}, weight "
                            f"{fmt(weight.shape)}")
-    out = x @ weight.mT if weight.ndim == 2 else x @ weight
-    return out if bias is None else _named(out + bias, "AddmmBackward0" if x.ndim == 2 else "AddBackward0")
+    if weight.ndim != 2:
+        out = x @ weight
+        return out if bias is None else _named(out + bias, "AddBackward0")
+    if x.dtype is not weight.dtype or (bias is not None and bias.dtype is not x.dtype):
+        raise RuntimeError(f"linear: expected input, weight and bias to have the same dtype, but got {x.dtype}, "
+                           f"{weight.dtype} and {None if bias is None else bias.dtype}")
+    # ---- layers-graph: PyTorch's nodes (checked against torch in tests/test_nn_functional.py)
+    n_out, n_in = weight.shape
+    wt = T.t(weight)
+    if bias is not None and (x.ndim == 2 or bias.ndim <= 1):
+        if x.ndim == 2:
+            return T.addmm(bias, x, wt)
+        return T.addmm(bias, x.reshape(-1, n_in), wt).reshape(*x.shape[:-1], n_out)  # ViewBackward0 on both sides
+    if x.ndim == 2:
+        out = T.matmul(x, wt)
+    elif x.ndim == 1:
+        out = _named(T.matmul(x.unsqueeze(0), wt).reshape(n_out), "SqueezeBackward4")
+    else:
+        out = _named(T.matmul(x.reshape(-1, n_in), wt).reshape(*x.shape[:-1], n_out), "UnsafeViewBackward0")
+    return out if bias is None else _named(out + bias, "AddBackward0")
 
 
 def logsigmoid(x: Tensor) -> Tensor:
@@ -164,10 +194,12 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         else:
             raise RuntimeError(f"conv2d: Invalid padding string: {padding!r}, should be one of ['valid', 'same']")
     batched = x.ndim == 4
-    out = T.conv2d_raw(x if batched else x.unsqueeze(0), weight, _pair(stride), _pair(padding), _pair(dilation),
-                       int(groups))
-    if bias is not None:
-        out = _named(out + bias.reshape(1, -1, 1, 1), "ConvolutionBackward0")
+    params = (_pair(stride), _pair(padding), _pair(dilation), int(groups))
+    x4 = x if batched else x.unsqueeze(0)
+    if bias is None:
+        out = T.conv2d_raw(x4, weight, *params)
+    else:  # one ConvolutionBackward0 node (input, weight, bias), as in PyTorch
+        out = T.conv2d_bias_raw(x4, weight, bias, *params)
     return out if batched else out.squeeze(0)
 
 
@@ -247,6 +279,11 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"{reduction} is not a valid value for reduction")
 
 
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
 def _check_sizes(name, x, target):
     if tuple(x.shape) != tuple(target.shape):
         warnings.warn(f"{name}: Using a target size ({fmt(target.shape)}) that is different to the input size "
@@ -255,9 +292,18 @@ def _check_sizes(name, x, target):
 
 
 def mse_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or each) of the squared differences; input and target broadcast (with a warning)."""
     _check_sizes("mse_loss", x, target)
-    d = x - target
-    return _named(_reduce(d * d, reduction), "MseLossBackward0")
+    _check_reduction(reduction)
+    dt = result_type(x, target)
+    if not dt.is_floating_point:
+        raise NotImplementedError(f"mse_loss: not implemented for {dt} (input {x.dtype} {fmt(x.shape)}, target "
+                                  f"{target.dtype} {fmt(target.shape)})")
+    x, target = T._operand(x, dt), T._operand(target, dt)
+    if tuple(x.shape) != tuple(target.shape):  # as PyTorch: the one that broadcasts gets an ExpandBackward0 node
+        shape = broadcast_shapes("mse_loss", x.shape, target.shape)
+        x, target = (t if tuple(t.shape) == shape else t.expand(*shape) for t in (x, target))
+    return T.mse_loss_raw(x, target, reduction)
 
 
 def l1_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -289,23 +335,35 @@ def _check_targets(name, x, target):
 
 def nll_loss(log_probs: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
-    """-log_probs[i, target[i]], weighted; ignore_index entries count for nothing (also in the mean)."""
+    """-log_probs[i, target[i]], weighted; ignore_index entries count for nothing (also in the mean).
+
+    One NllLossBackward0 node (NllLoss2DBackward0 for (N, C, H, W) input; other ranks are viewed as 4-D around it,
+    as in PyTorch); the targets and weights are not differentiated.
+    """
     _check_targets("nll_loss", log_probs, target)
-    scores, t = _class_last(log_probs, target)
-    n_classes = scores.shape[1]
-    keep = T.ne(t, ignore_index)
-    safe_t = T.where(keep, t, 0)
-    bad = T.logical_and(keep, T.logical_or(T.lt(safe_t, 0), T.ge(safe_t, n_classes)))
-    if bool(bad.any()):
-        raise IndexError(f"nll_loss: Target {int(t[bad][0].item())} is out of bounds for {n_classes} classes")
-    w = keep.to(scores.dtype) if weight is None else T.where(keep, weight[safe_t], 0.0)
-    picked = scores[arange(scores.shape[0]), safe_t]
-    losses = -(picked * w)
-    if reduction == "mean":
-        return _named(losses.sum() / w.sum(), "NllLossBackward0")
-    if reduction == "none":
-        return _named(losses.reshape(target.shape), "NllLossBackward0")
-    return _named(_reduce(losses, reduction), "NllLossBackward0")
+    _check_reduction(reduction)
+    if weight is not None and weight.requires_grad:
+        raise RuntimeError("nll_loss: the function 'nll_loss_forward' is not differentiable with respect to argument "
+                           "'weight'. This input cannot have requires_grad True.")
+    n_classes = log_probs.shape[0 if log_probs.ndim == 1 else 1]
+    if _tracing.TRACER is not None:  # NOTE: a guard, so a compiled call checks its own targets
+        keep = T.ne(target, ignore_index)
+        safe_t = T.where(keep, target, 0)
+        bad = T.logical_and(keep, T.logical_or(T.lt(safe_t, 0), T.ge(safe_t, n_classes)))
+        if bool(bad.any()):
+            raise IndexError(f"nll_loss: Target {int(target[bad][0].item())} is out of bounds for {n_classes} "
+                             f"classes")
+    if weight is not None:
+        weight = T._operand(weight, log_probs.dtype)
+    if log_probs.ndim <= 2 or log_probs.ndim == 4:
+        out = T.nll_loss_raw(log_probs, target, weight, reduction, ignore_index)
+        return _named(out, "NllLoss2DBackward0") if log_probs.ndim == 4 else out
+    # (N, C, d1, ...) -> (N, C, 1, d1 * ...)
+    n, rest = log_probs.shape[0], math.prod(log_probs.shape[2:])
+    out = T.nll_loss_raw(log_probs.reshape(n, n_classes, 1, rest), target.reshape(n, 1, rest), weight, reduction,
+                         ignore_index)
+    out = _named(out, "NllLoss2DBackward0")
+    return out.reshape(target.shape) if reduction == "none" else out
 
 
 def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,

@@ -139,6 +139,7 @@ from .inplace import (  # noqa: F401 - the ops' one namespace
     tanh_,
     zero_,
 )
+from .layers import addmm, conv2d_bias_raw, mse_loss_raw, nll_loss_raw  # noqa: F401 - layers-graph: one node each
 from .reductions import (  # noqa: F401 - the ops' one namespace
     all,
     amax,
@@ -245,3 +246,4 @@ def _bind_methods():
 
 
 _bind_methods()
+Tensor.addmm, Tensor.trace = addmm, trace  # layers-graph

@@ -141,17 +141,29 @@ def outer(a: Tensor, b: Tensor) -> Tensor:
 
 
 def trace(x: Tensor) -> Tensor:
-    """The sum of the main diagonal of a 2-D tensor (`torch.trace`); integer inputs give int64.
+    """The sum of the main diagonal of a 2-D tensor, as ``torch.trace`` (the graph tracer is `tracegrad.jit.trace`);
+    integer inputs give int64.
 
     >>> import tracegrad as tg
-    >>> tg.ops.functions.trace(tg.arange(9).reshape(3, 3))
+    >>> x = tg.arange(6.0).reshape(2, 3).requires_grad_()
+    >>> t = tg.trace(x)
+    >>> t, t.grad_fn
+    (tensor(4., grad_fn=<TraceBackward0>), <TraceBackward0 object at ...>)
+    >>> t.backward()
+    >>> x.grad
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
+    >>> tg.trace(tg.arange(9).reshape(3, 3))
     tensor(12)
     """
     x = _tensor(x)
     if x.ndim != 2:
-        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim}")
-    diag = np.arange(builtins.min(x.shape))
-    return _named(sum_(getitem(x, (diag, diag))), "TraceBackward0")
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim} (shape {list(x.shape)})")
+    n, m = x.shape
+    # NOTE: the diagonal of the flattened matrix is every (m+1)-th element: a strided slice, no index arrays
+    flat = apply(P.reshape, x, shape=(n * m,))
+    diagonal = apply(P.getitem, flat, index=(slice(0, builtins.min(n, m) * (m + 1), m + 1),))
+    return _named(sum_(diagonal), "TraceBackward0")
 
 
 # ------------------------------------------------------------------------------------------ einsum

@@ -9,12 +9,16 @@ Params: stride, padding, dilation are (h, w) pairs; `groups` an int.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import dtypes
+from . import primitives as P
+from .registry import NUMPY_EMIT, REGISTRY, Kind, Op, numpy_forward, register
 from .registry import AbstractValue as AV
-from .registry import Kind, Op, register
-from .shapes import fmt
+from .shapes import broadcast_shapes, broadcastable_to, fmt
 
 OPAQUE = Kind.OPAQUE
 
@@ -198,12 +202,12 @@ max_pool2d_select = register(Op(
     "max_pool2d_select", OPAQUE, _batched(_max_pool2d_select),
     lambda v, x, **p: _pool_infer("max_pool2d")(x, **p),
     (lambda g, out, v, x, **p: _F().max_pool2d_scatter(g, x, **p), None), (1,),
-    backward_name="MaxPool2DWithIndicesBackward0", arity=2))
+    backward_name="MaxPool2DWithIndicesBackward0", arity=2, edges=(0,)))
 max_pool2d_scatter = register(Op(
     "max_pool2d_scatter", OPAQUE, _batched(_max_pool2d_scatter),
     lambda g, x, **p: AV(x.shape, g.dtype),
     (lambda gg, out, g, x, **p: _F().max_pool2d_select(gg, x, **p), None), (1,),
-    backward_name="MaxPool2DWithIndicesBackwardBackward0", arity=2))
+    backward_name="MaxPool2DWithIndicesBackwardBackward0", arity=2, edges=(0,)))
 
 
 def _divisor(x_shape, kernel, stride, padding, count_include_pad, hw):
@@ -238,3 +242,187 @@ avg_pool2d_backward = register(Op(
     lambda g, x_shape, **p: AV(tuple(x_shape), g.dtype),
     (lambda gg, out, g, x_shape, **p: _F().avg_pool2d_raw(gg, **p),),
     backward_name="AvgPool2DBackwardBackward0", arity=1))
+
+
+# ================================================================ layers-graph: linear, losses, log_softmax
+# One node each, as in PyTorch (AddmmBackward0, MseLossBackward0, NllLossBackward0, LogSoftmaxBackward0,
+# ConvolutionBackward0 with its bias). Each has a `decompose` rule: the primitives its old composite applied,
+# in that order. The rule is also its numpy forward (`numpy_forward`), and the compiler's lowering pass
+# (`compiler.passes.lower_composites`) turns the node back into those primitives before fusion, so the
+# native backend fuses and runs what it ran before (a matmul, then the bias add fused with what follows).
+# ---------------------------------------------------------------- addmm: bias + x @ wt (wt: the transposed weight)
+def _addmm_decompose(emit, bias, x, wt):
+    return emit(P.add, emit(P.matmul, x, wt), bias)
+
+
+def _addmm_infer(bias, x, wt):
+    if x.ndim != 2 or wt.ndim != 2:
+        raise RuntimeError(f"addmm: mat1 and mat2 must be matrices, got shapes {fmt(x.shape)} and {fmt(wt.shape)}")
+    if x.shape[1] != wt.shape[0]:
+        raise RuntimeError(f"addmm: mat1 and mat2 shapes cannot be multiplied ({x.shape[0]}x{x.shape[1]} and "
+                           f"{wt.shape[0]}x{wt.shape[1]})")
+    if not bias.dtype is x.dtype is wt.dtype:
+        raise RuntimeError(f"addmm: expected input, mat1 and mat2 to have the same dtype, but got {bias.dtype}, "
+                           f"{x.dtype} and {wt.dtype}")
+    shape = (x.shape[0], wt.shape[1])
+    if not broadcastable_to(bias.shape, shape):
+        raise RuntimeError(f"addmm: the input of shape {fmt(bias.shape)} can't be broadcast to the product's shape "
+                           f"{fmt(shape)}")
+    return AV(shape, x.dtype)
+
+
+# the bias's gradient is g: the engine sums it back to the bias's shape, as for any broadcast add
+addmm = register(Op(
+    "addmm", OPAQUE, numpy_forward(_addmm_decompose), _addmm_infer,
+    (lambda g, out, b, x, wt: g, lambda g, out, b, x, wt: g @ wt.mT, lambda g, out, b, x, wt: x.mT @ g), (1, 2),
+    arity=3, saved_by=((), (2,), (1,)), decompose=_addmm_decompose))
+
+
+# ---------------------------------------------------------------- conv2d with its bias
+def _conv2d_bias_decompose(emit, x, w, b, **p):
+    return emit(P.add, emit(conv2d, x, w, **p), emit(P.reshape, b, shape=(1, b.shape[0], 1, 1)))
+
+
+def _conv2d_bias_infer(x, w, b, **p):
+    out = _conv2d_infer(x, w, **p)
+    if b.shape != (w.shape[0],) or b.dtype is not x.dtype:
+        raise RuntimeError(f"conv2d: expected a bias of shape {fmt((w.shape[0],))} and dtype {x.dtype}, got "
+                           f"{fmt(b.shape)} {b.dtype}")
+    return out
+
+
+conv2d_bias = register(Op(
+    "conv2d_bias", OPAQUE, numpy_forward(_conv2d_bias_decompose), _conv2d_bias_infer,
+    (lambda g, out, x, w, b, **p: _F().conv2d_input_grad(g, w, x.shape, **p),
+     lambda g, out, x, w, b, **p: _F().conv2d_weight_grad(x, g, w.shape, **p),
+     lambda g, out, x, w, b, **p: g.sum((0, 2, 3))),
+    (0, 1), backward_name="ConvolutionBackward0", arity=3, saved_by=((1,), (0,), ()),
+    decompose=_conv2d_bias_decompose))
+
+
+# ---------------------------------------------------------------- mse_loss
+def _mse_decompose(emit, x, t, reduction):
+    d = emit(P.sub, x, t)
+    loss = emit(P.mul, d, d)
+    if reduction == "none":
+        return loss
+    total = emit(P.sum_, loss, axes=tuple(range(len(loss.shape))), keepdim=False)
+    if reduction == "sum":
+        return total
+    return emit(P.div, total, emit.const(math.prod(loss.shape), total))
+
+
+def _mse_infer(x, t, reduction):
+    if x.dtype is not t.dtype:
+        raise TypeError(f"mse_loss: input and target must share a dtype after promotion, got {x.dtype} and "
+                        f"{t.dtype}")
+    shape = broadcast_shapes("mse_loss", x.shape, t.shape)
+    return AV(shape if reduction == "none" else (), x.dtype)
+
+
+def _mse_vjp(sign):
+    # NOTE: PyTorch's mse_loss_backward: norm * (x - t) * g with norm = 2/n for the mean (n: the elements)
+    def rule(g, out, x, t, reduction):
+        d = x - t if sign > 0 else t - x
+        n = d.numel()
+        norm = 2.0 if reduction != "mean" else (2.0 / n if n else math.nan)
+        return d * norm * g
+    return rule
+
+
+mse_loss = register(Op("mse_loss", OPAQUE, numpy_forward(_mse_decompose), _mse_infer, (_mse_vjp(1), _mse_vjp(-1)),
+                       (0, 1), arity=2, decompose=_mse_decompose))
+
+
+# ---------------------------------------------------------------- log_softmax
+def _log_softmax_decompose(emit, x, axes):
+    # NOTE: x - logsumexp(x), shifted by the max (where finite) so exp() can't overflow; over no elements there
+    # is nothing to shift
+    if 0 in x.shape:
+        lse = emit(P.log, emit(P.sum_, emit(P.exp, x), axes=axes, keepdim=True))
+        return emit(P.sub, x, lse)
+    m = emit(P.amax, x, axes=axes, keepdim=True)
+    m = emit(P.where, emit(REGISTRY["eq"], emit(P.abs_, m), emit.const(math.inf, m)), emit.const(0.0, m), m)
+    lse = emit(P.add, emit(P.log, emit(P.sum_, emit(P.exp, emit(P.sub, x, m)), axes=axes, keepdim=True)), m)
+    return emit(P.sub, x, lse)
+
+
+def _log_softmax_vjp(g, out, x, axes):
+    # PyTorch's formula: g - exp(out) * sum(g)
+    return g - out.exp() * _F().sum(g, axes, keepdim=True)
+
+
+log_softmax = register(Op("log_softmax", OPAQUE, numpy_forward(_log_softmax_decompose), lambda x, axes: x,
+                          (_log_softmax_vjp,), ("out",), arity=1, decompose=_log_softmax_decompose))
+
+
+# ---------------------------------------------------------------- nll_loss
+def nll_index(x_shape) -> tuple:
+    """The index picking ``x[n, t[n, d...], d...]`` (the target's class at each position): broadcasting aranges
+    around the target, which fills `Slot(0)`."""
+    if len(x_shape) == 1:
+        return (P.Slot(0),)
+    k = len(x_shape) - 2
+    index = [np.arange(x_shape[0]).reshape((-1,) + (1,) * k), P.Slot(0)]
+    for j, n in enumerate(x_shape[2:]):
+        index.append(np.arange(n).reshape((1,) * (j + 1) + (-1,) + (1,) * (k - j - 1)))
+    return tuple(index)
+
+
+def _nll_weights(emit, x, keep, safe, w):
+    if not w:
+        return emit(P.cast, keep, dtype=emit.dtype(x))
+    return emit(P.where, keep, emit(P.getitem, w[0], safe, index=(P.Slot(0),)), emit.const(0.0, x))
+
+
+def _nll_decompose(emit, x, t, *w, reduction, ignore_index):
+    keep = emit(REGISTRY["ne"], t, emit.const(ignore_index, t))
+    safe = emit(P.where, keep, t, emit.const(0, t))
+    picked = emit(P.getitem, x, safe, index=nll_index(x.shape))
+    weights = _nll_weights(emit, x, keep, safe, w)
+    losses = emit(P.neg, emit(P.mul, picked, weights))
+    if reduction == "none":
+        return losses
+    axes = tuple(range(len(losses.shape)))
+    total = emit(P.sum_, losses, axes=axes, keepdim=False)
+    if reduction == "sum":
+        return total
+    return emit(P.div, total, emit(P.sum_, weights, axes=axes, keepdim=False))
+
+
+def _nll_forward(x, t, *w, reduction, ignore_index):
+    n_classes = x.shape[0 if x.ndim == 1 else 1]
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        raise IndexError(f"Target {int(t[bad].reshape(-1)[0])} is out of bounds for {n_classes} classes")
+    return _nll_decompose(NUMPY_EMIT, x, t, *w, reduction=reduction, ignore_index=ignore_index)
+
+
+def _nll_infer(x, t, *w, reduction, ignore_index):
+    expected = () if x.ndim == 1 else (x.shape[0],) + tuple(x.shape[2:])
+    if t.dtype is not dtypes.int64 or tuple(t.shape) != expected:
+        raise RuntimeError(f"nll_loss: expected an int64 target of shape {fmt(expected)} for input of shape "
+                           f"{fmt(x.shape)}, got {t.dtype} {fmt(t.shape)}")
+    n_classes = x.shape[0 if x.ndim == 1 else 1]
+    if w and (tuple(w[0].shape) != (n_classes,) or w[0].dtype is not x.dtype):
+        raise RuntimeError(f"nll_loss: expected a weight of shape {fmt((n_classes,))} and dtype {x.dtype}, got "
+                           f"{fmt(w[0].shape)} {w[0].dtype}")
+    return AV(t.shape if reduction == "none" else (), x.dtype)
+
+
+def _nll_vjp(g, out, x, t, *w, reduction, ignore_index, i):
+    # -weight[t] * g (divided by the total weight for the mean) at each target's class, zeros elsewhere
+    fns = _F()
+    keep = fns.ne(t, ignore_index)
+    safe = fns.where(keep, t, 0)
+    weights = keep.to(x.dtype) if not w else fns.where(keep, fns.getitem_raw(w[0], (P.Slot(0),), (safe,)), 0.0)
+    if reduction == "mean":
+        g = g / weights.sum()
+    return fns.index_add(-(g * weights), x.shape, nll_index(x.shape), safe)
+
+
+# NOTE: the target and the weights are inputs (a compiled graph reads each call's), not autograd edges: PyTorch's
+# NllLossBackward0 lists only the input in next_functions (and refuses weights that require grad)
+nll_loss = register(Op("nll_loss", OPAQUE, _nll_forward, _nll_infer, (_nll_vjp,), (1, 2), edges=(0,),
+                       backward_name="NllLossBackward0", decompose=_nll_decompose))
+# ================================================================ end layers-graph

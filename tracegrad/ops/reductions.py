@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _tracing
 from .._tensor import Tensor, apply
+from . import nn_primitives as NNP
 from . import primitives as P
 from .arithmetic import add, div, eq, exp, log, maximum, minimum, mul, ne, sqrt, sub, where
 from .base import _floating, _named, to
@@ -208,7 +209,8 @@ def softmax(x: Tensor, dim: int, dtype=None):
 
 
 def log_softmax(x: Tensor, dim: int, dtype=None):
-    # NOTE: x - logsumexp(x), not log(softmax(x)): the latter underflows to log(0) = -inf.
+    """log(softmax(x)) along `dim`, computed as x - logsumexp(x) (log(softmax) would underflow to -inf)."""
+    # NOTE: one registry op (LogSoftmaxBackward0, PyTorch's gradient formula); `nn_primitives.log_softmax`
     x = _floating(to(x, dtype) if dtype is not None else x)
-    return _named(sub(x, logsumexp(x, normalize_dim("log_softmax", dim, x.ndim), keepdim=True)),
-                  "LogSoftmaxBackward0")
+    d = normalize_dim("log_softmax", dim, x.ndim)
+    return apply(NNP.log_softmax, x, axes=(d,) if x.ndim else ())

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import dtypes
+
 
 class Kind(enum.Enum):
     ELEMENTWISE = "elementwise"  # out[i] = f(in0[i], in1[i], ...) after broadcasting
@@ -66,6 +68,15 @@ class Op:
     saved_by                                    optional: for each input, which of `saves` its VJP rule reads;
                                                 eager autograd then saves only what the inputs that receive a
                                                 gradient need (as PyTorch: `a * 2.0` keeps nothing of `a`)
+    edges                                       optional: the inputs autograd differentiates, the only ones a
+                                                node's `next_functions` lists (PyTorch's NllLossBackward0 lists
+                                                its input, not the target or the weights); None: every input
+    decompose                                   optional: `decompose(emit, *inputs, **params)` computes the op
+                                                from other primitives, each applied as `emit(op, *inputs,
+                                                **params)` (`emit.const(value, like)`: a 0-dim constant of
+                                                `like`'s dtype; `emit.dtype(v)`). The compiler's lowering pass
+                                                runs it on graph values before fusion (`compiler.passes.
+                                                lower_composites`); `numpy_forward(decompose)` runs it on arrays
     """
 
     name: str
@@ -80,6 +91,8 @@ class Op:
     arity: int | None = None  # None: variadic
     effects: bool = False  # draws random numbers: every call must run, in order (never merged, folded, removed)
     saved_by: tuple | None = None
+    edges: tuple | None = None
+    decompose: Callable | None = None
     save_out: bool = field(init=False, default=False)
     saved_inputs: tuple = field(init=False, default=())
 
@@ -113,6 +126,31 @@ def register(op: Op) -> Op:
         raise ValueError(f"op {op.name!r} is registered twice")
     REGISTRY[op.name] = op
     return op
+
+
+class _NumpyEmit:
+    """The `emit` of a decomposition run on numpy arrays: each op's numpy forward (see `numpy_forward`)."""
+
+    def __call__(self, op, *arrays, **params):
+        out = op.forward(*arrays, **params)
+        return out if type(out) is np.ndarray else np.asarray(out)
+
+    @staticmethod
+    def const(value, like):
+        return np.array(value, like.dtype)
+
+    @staticmethod
+    def dtype(array):
+        return dtypes.from_numpy_dtype(array.dtype)
+
+
+NUMPY_EMIT = _NumpyEmit()
+
+
+def numpy_forward(decompose: Callable) -> Callable:
+    """A numpy forward that runs `decompose` on arrays: eager mode, the interpreter and the lowered graph of the
+    native backend then apply the same primitives in the same order (one definition, no drift between them)."""
+    return lambda *arrays, **params: decompose(NUMPY_EMIT, *arrays, **params)
 
 
 # Names the scalar expressions may use; the numba codegen provides the same names.

@@ -5,7 +5,7 @@ slots to free after each node (a buffer is dropped right after its last use) and
 as soon as their value exists. `Program.outputs(inputs)` then executes it.
 
 >>> import numpy as np, tracegrad as tg
->>> g = tg.trace(lambda x: (x * 2.0).sum(), tg.ones(3))
+>>> g = tg.jit.trace(lambda x: (x * 2.0).sum(), tg.ones(3))
 >>> Program(g).outputs([np.arange(3, dtype=np.float32)])[0]
 array(6., dtype=float32)
 """

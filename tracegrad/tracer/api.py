@@ -529,7 +529,7 @@ def trace(fn, *args, **kwargs) -> Graph:
     function changes (parameters, optimizer state, `.grad`) is restored afterwards.
 
     >>> import tracegrad as tg
-    >>> print(tg.trace(lambda a, b: a * b + 1.0, tg.ones(2), tg.ones(2)))
+    >>> print(tg.jit.trace(lambda a, b: a * b + 1.0, tg.ones(2), tg.ones(2)))
     graph <lambda>(a:f32[2], b:f32[2]) {
       c0:f32[] = const 1.0
       %0:f32[2] = mul a, b

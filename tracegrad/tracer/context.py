@@ -75,7 +75,7 @@ class TracedFn(_GraphNode):
 
 
 class Tracer:
-    """Records one call of a function into `self.graph` (use through `tracegrad.trace` / `compile`)."""
+    """Records one call of a function into `self.graph` (use through `tracegrad.jit.trace` / `compile`)."""
 
     def __init__(self, name: str = "f", strict: bool = False):
         self.graph = Graph(name)
