@@ -501,7 +501,7 @@ def test_compiled_graph_records_the_forward_and_the_traced_backward():
         (g,) = tg.autograd.grad((ste.apply(x) * 3.0).sum(), x)
         return g
 
-    text = str(tg.trace(f, tg.tensor([0.3, 0.6], requires_grad=True)))
+    text = str(tg.jit.trace(f, tg.tensor([0.3, 0.6], requires_grad=True)))
     forward, backward = text.split("# backward")
     assert "floor_divide" in forward and "floor_divide" not in backward
     np.testing.assert_array_equal(_compile(f, "interpret")(tg.tensor([0.3, 0.6], requires_grad=True)).numpy(),

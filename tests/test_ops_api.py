@@ -94,14 +94,14 @@ def test_beta_zero_ignores_the_added_input_as_pytorch():
     assert x.grad.tolist() == [0.0, 0.0]
 
 
-def test_trace_is_the_ops_function_and_tensor_method_not_the_top_level_tracer():
+def test_trace_is_the_matrix_trace_at_the_top_level_and_as_a_method():
     from tracegrad.ops.functions import trace
     x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     out = trace(x)
     assert out.item() == 5.0 and out.grad_fn.name() == "TraceBackward0" and x.trace().item() == 5.0
     out.backward()
     assert x.grad.tolist() == [[1.0, 0.0], [0.0, 1.0]]
-    assert tg.trace is not trace
+    assert tg.trace is trace and tg.jit.trace is not trace  # the graph tracer lives in tracegrad.jit
 
 
 # ---------------------------------------------------------------- errors: same class as PyTorch, op and shapes named

@@ -23,7 +23,9 @@ from .base import clone, to
 from .inplace import copy_
 from .shapes import fmt
 
-_LEGACY = {"float32": "Float", "float64": "Double", "int64": "Long", "bool": "Bool"}
+
+def _legacy(dtype) -> str:
+    return dtype.tensor_type.removesuffix("Tensor")  # PyTorch's messages name Float, Long, Half, ...
 
 
 def write_out(name: str, result: Tensor, out: Tensor) -> Tensor:
@@ -34,8 +36,8 @@ def write_out(name: str, result: Tensor, out: Tensor) -> Tensor:
         raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic differentiation, "
                            f"but one of the arguments requires grad.")
     if result.dtype.category > out.dtype.category:
-        raise RuntimeError(f"{name}(): result type {_LEGACY[result.dtype.name]} can't be cast to the desired output "
-                           f"type {_LEGACY[out.dtype.name]}")
+        raise RuntimeError(f"{name}(): result type {_legacy(result.dtype)} can't be cast to the desired output "
+                           f"type {_legacy(out.dtype)}")
     with no_grad():
         if out.shape == result.shape:
             copy_(out, result)
