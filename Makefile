@@ -20,9 +20,10 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.demo
 	$(BIN)/python -m tracegrad demo
 
+# the suite runs on every core (pytest-xdist): its notebooks, demo and fuzz runs are long single tests
 test: $(VENV)/.test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 bench: $(VENV)/.demo
 	$(BIN)/python -m tracegrad bench --plot build/bench.png
