@@ -41,7 +41,7 @@ from .functional import (
 
 __all__ = ["conv1d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "avg_pool1d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_avg_pool1d", "unfold", "fold", "pad", "normalize", "cosine_similarity",
-           "pairwise_distance", "group_norm", "instance_norm", "dropout1d", "dropout2d", "alpha_dropout",
+           "pairwise_distance", "group_norm", "instance_norm", "rms_norm", "dropout1d", "dropout2d", "alpha_dropout",
            "feature_alpha_dropout", "bilinear", "kl_div", "triplet_margin_loss", "margin_ranking_loss",
            "hinge_embedding_loss", "cosine_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
            "poisson_nll_loss", "gaussian_nll_loss", "multi_margin_loss"]
@@ -547,6 +547,25 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     if bias is not None:
         out = out + bias.reshape(shape)
     return _named(out, "NativeBatchNormBackward0")
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None):  # noqa: A002
+    """x / sqrt(mean(x^2) + eps) over the trailing `normalized_shape` dims, times `weight`; eps defaults to the
+    dtype's machine epsilon, as in PyTorch.
+
+    >>> import tracegrad as tg
+    >>> rms_norm(tg.tensor([[3.0, 4.0]]), (2,), eps=0.0) * 2 ** -0.5 * 5
+    tensor([[3.0000, 4.0000]])
+    """
+    _tensor_arg("rms_norm", "input", input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise RuntimeError(f"rms_norm: Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size {fmt(input.shape)}")
+    eps = float(np.finfo(input.dtype.np).eps) if eps is None else eps
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    out = input * T.rsqrt((input * input).mean(dims, keepdim=True) + eps)
+    return out if weight is None else _named(out * weight, "MulBackward0")
 
 
 # ---------------------------------------------------------------- channel and alpha dropout

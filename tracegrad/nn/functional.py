@@ -622,6 +622,7 @@ from ._functional_more import (  # noqa: E402, F401 - re-exported
     pad,
     pairwise_distance,
     poisson_nll_loss,
+    rms_norm,
     soft_margin_loss,
     triplet_margin_loss,
     unfold,
