@@ -554,8 +554,8 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps:
     dtype's machine epsilon, as in PyTorch.
 
     >>> import tracegrad as tg
-    >>> rms_norm(tg.tensor([[3.0, 4.0]]), (2,), eps=0.0) * 2 ** -0.5 * 5
-    tensor([[3.0000, 4.0000]])
+    >>> rms_norm(tg.tensor([[3.0, 4.0]]), (2,), eps=0.0) * 12.5 ** 0.5
+    tensor([[3., 4.]])
     """
     _tensor_arg("rms_norm", "input", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -597,11 +597,11 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
     >>> import tracegrad as tg
     >>> _ = tg.manual_seed(0)
-    >>> dropout1d(tg.ones(1, 4, 2), 0.5)
+    >>> dropout1d(tg.ones(1, 4, 2), 0.5)  # PyTorch's mask for this seed
     tensor([[[0., 0.],
-             [2., 2.],
              [0., 0.],
-             [2., 2.]]])
+             [2., 2.],
+             [0., 0.]]])
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -809,8 +809,8 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=No
     """log(1 + exp(-target * input)), for targets of 1 or -1.
 
     >>> import tracegrad as tg
-    >>> soft_margin_loss(tg.tensor([0.0]), tg.tensor([1.0])).item() == math.log(2)
-    True
+    >>> soft_margin_loss(tg.tensor([0.0, 2.0]), tg.tensor([1.0, -1.0]), reduction="none")
+    tensor([0.6931, 2.1269])
     """
     reduction = _reduction(size_average, reduce, reduction)
     return _reduce(T.log1p(T.exp(-input * target)), reduction)
@@ -821,8 +821,8 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
     """Binary cross entropy of sigmoid(input) for each class (last dim), averaged over the classes.
 
     >>> import tracegrad as tg
-    >>> multilabel_soft_margin_loss(tg.zeros(1, 3), tg.tensor([[1.0, 0.0, 1.0]])).item() == math.log(2)
-    True
+    >>> multilabel_soft_margin_loss(tg.zeros(1, 3), tg.tensor([[1.0, 0.0, 1.0]]))
+    tensor(0.6931)
     """
     reduction = _reduction(size_average, reduce, reduction)
     loss = -(target * log_sigmoid(input) + (1 - target) * log_sigmoid(-input))

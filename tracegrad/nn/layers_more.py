@@ -577,8 +577,8 @@ class RMSNorm(Module):
     """Root-mean-square normalization over the trailing `normalized_shape` dims, then a scale (weight ones).
 
     >>> import tracegrad as tg
-    >>> tg.nn.RMSNorm(2, eps=0.0)(tg.tensor([[3.0, 4.0]]) * 2 ** 0.5 / 5)
-    tensor([[0.6000, 0.8000]])
+    >>> tg.nn.RMSNorm(2, eps=0.0)(tg.tensor([[3.0, 4.0]])).detach()
+    tensor([[0.8485, 1.1314]])
     """
 
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None,
