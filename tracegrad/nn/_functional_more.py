@@ -569,7 +569,7 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps:
 
 
 # ---------------------------------------------------------------- channel and alpha dropout
-_SELU_ALPHA = 1.7580993408473766  # SELU's -scale * alpha: where alpha dropout sends the dropped units
+_SELU_ALPHA = 1.7580993408473766  # SELU's scale * alpha: dropped units go to minus this, SELU's saturation
 
 
 def _dropout_impl(x: Tensor, p: float, training: bool, feature: bool, alpha: bool) -> Tensor:
