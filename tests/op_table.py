@@ -329,6 +329,21 @@ CASES = [
          lambda x: -np.mean((x - _lse(x, 1, True))[np.arange(3), TARGETS]), [(S,)]),
 ]
 
+# ---------------------------------------------------------------- nn-more rows: reflection padding, unfold and fold
+# (index arrays into the input: gathers forward and scatter-adds backward, and fold's scatter-add forward)
+def _reflect_fold_unfold(x):
+    """fold(unfold(pad(x, reflect))) with 2x2 blocks: each padded pixel times the number of blocks covering it."""
+    xp = np.pad(x, ((0, 0), (0, 0), (2, 1), (1, 2)), mode="reflect")
+    cover = lambda n: np.minimum(np.minimum(np.arange(n) + 1, n - np.arange(n)), 2)  # noqa: E731
+    return xp * np.outer(cover(xp.shape[2]), cover(xp.shape[3])) * 1.5
+
+
+CASES += [
+    Case("pad_reflect_unfold_fold", lambda m, x: m.nn.functional.fold(
+        m.nn.functional.unfold(m.nn.functional.pad(x, (1, 2, 2, 1), mode="reflect"), 2) * 1.5, (6, 7), 2),
+         _reflect_fold_unfold, [((1, 2, 3, 4),)]),
+]
+
 GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])
 
 # Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).

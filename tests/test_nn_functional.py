@@ -482,7 +482,229 @@ def _smooth_l1(d, beta):
     return np.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
 
 
-CASES = _cases()
+# ---------------------------------------------------------------- nn-more rows: numpy references
+def _pair2(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Direct loops: each input pixel scatters its weighted kernel into the (uncropped) output."""
+    if x.ndim == 3:
+        return _conv_transpose2d(x[None], w, b, stride, padding, output_padding, groups, dilation)[0]
+    s, p, op, d = (_pair2(v) for v in (stride, padding, output_padding, dilation))
+    n, cin, h, wd = x.shape
+    cog, kh, kw = w.shape[1:]
+    big = np.zeros((n, cog * groups, (h - 1) * s[0] + d[0] * (kh - 1) + 1 + op[0],
+                    (wd - 1) * s[1] + d[1] * (kw - 1) + 1 + op[1]))
+    for ci in range(cin):
+        g = ci // (cin // groups)
+        for i in range(h):
+            for j in range(wd):
+                for a in range(kh):
+                    for c in range(kw):
+                        big[:, g * cog:(g + 1) * cog, i * s[0] + a * d[0], j * s[1] + c * d[1]] += \
+                            x[:, ci, i, j][:, None] * w[ci, :, a, c]
+    oh = (h - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + op[0] + 1
+    ow = (wd - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + op[1] + 1
+    out = big[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow]
+    return out if b is None else out + b.reshape(1, -1, 1, 1)
+
+
+def _blocks_ref(hw, k, d, p, s):
+    return tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, di, pi, si in zip(hw, k, d, p, s))
+
+
+def _unfold(x, k, d=1, p=0, s=1):
+    k, d, p, s = (_pair2(v) for v in (k, d, p, s))
+    xp = np.pad(x, [(0, 0), (0, 0), (p[0],) * 2, (p[1],) * 2])
+    oh, ow = _blocks_ref(x.shape[2:], k, d, p, s)
+    cols = np.zeros(x.shape[:2] + k + (oh, ow))
+    for a in range(k[0]):
+        for c in range(k[1]):
+            for i in range(oh):
+                for j in range(ow):
+                    cols[:, :, a, c, i, j] = xp[:, :, i * s[0] + a * d[0], j * s[1] + c * d[1]]
+    return cols.reshape(x.shape[0], -1, oh * ow)
+
+
+def _fold(x, size, k, d=1, p=0, s=1):
+    size, k, d, p, s = (_pair2(v) for v in (size, k, d, p, s))
+    oh, ow = _blocks_ref(size, k, d, p, s)
+    cols = x.reshape(x.shape[0], -1, k[0], k[1], oh, ow)
+    out = np.zeros(cols.shape[:2] + (size[0] + 2 * p[0], size[1] + 2 * p[1]))
+    for a in range(k[0]):
+        for c in range(k[1]):
+            for i in range(oh):
+                for j in range(ow):
+                    out[:, :, i * s[0] + a * d[0], j * s[1] + c * d[1]] += cols[:, :, a, c, i, j]
+    return out[:, :, p[0]:p[0] + size[0], p[1]:p[1] + size[1]]
+
+
+def _adaptive_max(x, size):
+    oh, ow = _pair2(size)
+    h, w = x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + (oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = x[..., (i * h) // oh:math.ceil((i + 1) * h / oh), (j * w) // ow:math.ceil((j + 1) * w / ow)]
+            out[..., i, j] = win.max(axis=(-2, -1))
+    return out
+
+
+def _np_pad(x, pad, mode):
+    k = len(pad) // 2
+    widths = [(0, 0)] * (x.ndim - k) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(k))]
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
+
+
+def _norm_p(x, p, axis, keepdims=False):
+    return (np.abs(x) ** p).sum(axis=axis, keepdims=keepdims) ** (1 / p)
+
+
+def _cosine(a, b, axis, eps=1e-8):
+    a, b = np.broadcast_arrays(a, b)
+    na = np.maximum(np.sqrt((a * a).sum(axis, keepdims=True)), eps)
+    nb = np.maximum(np.sqrt((b * b).sum(axis, keepdims=True)), eps)
+    return ((a / na) * (b / nb)).sum(axis)
+
+
+def _group_norm(x, groups, w, b, eps=1e-5):
+    g = x.reshape(x.shape[0], groups, -1)
+    out = ((g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + eps)).reshape(x.shape)
+    s = _bn_shape(x)
+    return out * w.reshape(s) + b.reshape(s)
+
+
+def _instance_norm(x, w, b, eps=1e-5):
+    axes = tuple(range(2, x.ndim))
+    out = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
+    return out * w.reshape(_bn_shape(x)) + b.reshape(_bn_shape(x))
+
+
+def _pdist(a, b, p=2.0, eps=1e-6, keepdim=False):
+    return _norm_p(a - b + eps, p, -1, keepdim)
+
+
+def _xlogx(t):
+    return np.where(t == 0, 0.0, t * np.log(np.where(t == 0, 1.0, t)))
+
+
+def _poisson(x, t, log_input=True, full=False, eps=1e-8):
+    loss = np.exp(x) - t * x if log_input else x - t * np.log(x + eps)
+    if full:
+        safe = np.where(t > 1, t, 2.0)
+        loss = loss + np.where(t > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe), 0.0)
+    return loss
+
+
+def _multi_margin(x, t, p=1, margin=1.0, w=None):
+    n, c = x.shape
+    out = np.zeros(n)
+    for i in range(n):
+        for j in range(c):
+            if j != t[i]:
+                h = max(0.0, margin - x[i, t[i]] + x[i, j]) ** p
+                out[i] += h * (1.0 if w is None else w[t[i]])
+    return out / c
+
+
+PM1 = np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0])          # +-1 targets for 6 samples
+KL_T = np.array([[0.2, 0.0, 0.5, 0.3], [0.1, 0.4, 0.4, 0.1], [0.0, 0.0, 0.6, 0.4]])
+POIS_T = np.array([[0.0, 1.0, 2.0, 3.0], [5.0, 0.5, 1.0, 7.0], [1.5, 2.0, 0.0, 4.0]])
+
+
+def _nn_more_cases():
+    """Rows of the nn-more block: the layers and losses `nn.functional` gained there, one variant each."""
+    def conv1d_ref(x, w, b):
+        return _conv2d(x[:, :, None], w[:, :, None], b, (1, 2), (0, 1), (1, 2), 2)[:, :, 0]
+
+    return [
+        Case("conv1d", lambda ns, x, w, b: ns.F.conv1d(x, w, b, stride=2, padding=1, dilation=2, groups=2),
+             conv1d_ref, [((2, 4, 9), (6, 2, 3), (6,))]),
+        Case("conv1d_same_unbatched", lambda ns, x, w: ns.F.conv1d(x, w, padding="same"),
+             lambda x, w: _conv2d(x[None, :, None], w[:, :, None], padding="same")[0, :, 0], [((3, 7), (2, 3, 4))]),
+        Case("conv_transpose2d", lambda ns, x, w, b: ns.F.conv_transpose2d(x, w, b, 2, 1, 1),
+             lambda x, w, b: _conv_transpose2d(x, w, b, 2, 1, 1), [((2, 3, 3, 4), (3, 2, 3, 3), (2,))], grad2=True),
+        Case("conv_transpose2d_groups_dilation_unbatched",
+             lambda ns, x, w: ns.F.conv_transpose2d(x, w, stride=(1, 2), padding=(1, 0), groups=2, dilation=2),
+             lambda x, w: _conv_transpose2d(x, w, None, (1, 2), (1, 0), 0, 2, 2), [((4, 3, 3), (4, 1, 2, 3))]),
+        Case("conv_transpose1d", lambda ns, x, w, b: ns.F.conv_transpose1d(x, w, b, stride=3, padding=1,
+                                                                            output_padding=2),
+             lambda x, w, b: _conv_transpose2d(x[:, :, None], w[:, :, None], b, (1, 3), (0, 1), (0, 2))[:, :, 0],
+             [((2, 3, 4), (3, 2, 3), (2,))]),
+        Case("max_pool1d", lambda ns, x: ns.F.max_pool1d(x, 3, 2, 1),
+             lambda x: _pool(x[:, :, None], (1, 3), (1, 2), (0, 1))[:, :, 0], [((2, 3, 9),)]),
+        Case("avg_pool1d_unbatched", lambda ns, x: ns.F.avg_pool1d(x, 3, 2, 1, count_include_pad=False),
+             lambda x: _pool(x[:, None], (1, 3), (1, 2), (0, 1), mode="avg", count_include_pad=False)[:, 0],
+             [((3, 8),)]),
+        Case("adaptive_max_pool2d", lambda ns, x: ns.F.adaptive_max_pool2d(x, (3, 2)),
+             lambda x: _adaptive_max(x, (3, 2)), [((2, 2, 5, 7),)]),
+        Case("adaptive_max_pool1d", lambda ns, x: ns.F.adaptive_max_pool1d(x, 3),
+             lambda x: _adaptive_max(x[:, :, None], (1, 3))[:, :, 0], [((2, 3, 7),)]),
+        Case("adaptive_avg_pool1d", lambda ns, x: ns.F.adaptive_avg_pool1d(x, 3),
+             lambda x: _adaptive_avg(x[:, :, None], (1, 3))[:, :, 0], [((2, 3, 7),)]),
+        Case("unfold", lambda ns, x: ns.F.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+             lambda x: _unfold(x, (2, 3), (1, 2), 1, (2, 1)), [((2, 2, 4, 5),)]),
+        Case("fold", lambda ns, x: ns.F.fold(x, (4, 5), (2, 3), padding=1, stride=(2, 1)),
+             lambda x: _fold(x, (4, 5), (2, 3), 1, 1, (2, 1)), [((2, 12, 15),)]),
+        Case("pad_reflect", lambda ns, x: ns.F.pad(x, (2, 1, 1, 3), mode="reflect"),
+             lambda x: _np_pad(x, (2, 1, 1, 3), "reflect"), [((2, 3, 4, 5),)]),
+        Case("pad_replicate", lambda ns, x: ns.F.pad(x, (1, 2, 0, 3), mode="replicate"),
+             lambda x: _np_pad(x, (1, 2, 0, 3), "replicate"), [((3, 4, 5),)]),
+        Case("pad_circular", lambda ns, x: ns.F.pad(x, (2, 3), mode="circular"),
+             lambda x: _np_pad(x, (2, 3), "circular"), [((2, 3, 4),)]),
+        Case("pad_constant_negative", lambda ns, x: ns.F.pad(x, (-1, 2, 1, -1), value=0.5),
+             lambda x: _pad(x[:, :-1, 1:], (0, 2, 1, 0), 0.5), [((2, 3, 4),)]),
+        Case("normalize", lambda ns, x: ns.F.normalize(x, p=3, dim=0),
+             lambda x: x / np.maximum(_norm_p(x, 3, 0, True), 1e-12), [((3, 4),)]),
+        Case("cosine_similarity", lambda ns, a, b: ns.F.cosine_similarity(a, b, dim=-1),
+             lambda a, b: _cosine(a, b, -1), [((3, 4), (2, 1, 4))]),
+        Case("pairwise_distance", lambda ns, a, b: ns.F.pairwise_distance(a, b, p=1.5, keepdim=True),
+             lambda a, b: _pdist(a, b, 1.5, keepdim=True), [((3, 4), (3, 4))]),
+        Case("group_norm", lambda ns, x, w, b: ns.F.group_norm(x, 2, w, b), lambda x, w, b: _group_norm(x, 2, w, b),
+             [((2, 4, 3, 2), (4,), (4,))]),
+        Case("instance_norm", lambda ns, x, w, b: ns.F.instance_norm(x, weight=w, bias=b), _instance_norm,
+             [((2, 3, 5), (3,), (3,))]),
+        Case("rms_norm", lambda ns, x, w: ns.F.rms_norm(x, (3, 4), w, eps=1e-5),
+             lambda x, w: x / np.sqrt((x * x).mean(axis=(1, 2), keepdims=True) + 1e-5) * w, [((2, 3, 4), (3, 4))]),
+        Case("bilinear", lambda ns, a, b, w, bias: ns.F.bilinear(a, b, w, bias),
+             lambda a, b, w, bias: np.einsum("...i,oij,...j->...o", a, w, b) + bias,
+             [((2, 5, 3), (2, 5, 4), (6, 3, 4), (6,))]),
+        Case("kl_div_batchmean", lambda ns, x: ns.F.kl_div(x, ns.c(KL_T), reduction="batchmean"),
+             lambda x: (_xlogx(KL_T) - KL_T * x).sum() / 3, [((3, 4),)]),
+        Case("kl_div_log_target", lambda ns, x, t: ns.F.kl_div(x, t, reduction="none", log_target=True),
+             lambda x, t: np.exp(t) * (t - x), [((3, 4), (3, 4))]),
+        Case("triplet_margin_loss_swap", lambda ns, a, p, n: ns.F.triplet_margin_loss(a, p, n, margin=2.0, swap=True),
+             lambda a, p, n: np.maximum(2.0 + _pdist(a, p) - np.minimum(_pdist(a, n), _pdist(p, n)), 0).mean(),
+             [((5, 4), (5, 4), (5, 4))]),
+        Case("margin_ranking_loss", lambda ns, a, b: ns.F.margin_ranking_loss(a, b, ns.c(PM1), margin=0.3),
+             lambda a, b: np.maximum(-PM1 * (a - b) + 0.3, 0).mean(), [((6,), (6,))]),
+        Case("hinge_embedding_loss", lambda ns, x: ns.F.hinge_embedding_loss(x, ns.c(PM1), margin=0.5,
+                                                                              reduction="sum"),
+             lambda x: np.where(PM1 == 1, x, np.maximum(0.5 - x, 0)).sum(), [((6,),)], domain="away"),
+        Case("cosine_embedding_loss", lambda ns, a, b: ns.F.cosine_embedding_loss(a, b, ns.c(PM1), margin=0.2),
+             lambda a, b: np.where(PM1 == 1, 1 - _cosine(a, b, 1, 0), np.maximum(_cosine(a, b, 1, 0) - 0.2, 0)).mean(),
+             [((6, 3), (6, 3))]),
+        Case("soft_margin_loss", lambda ns, x: ns.F.soft_margin_loss(x, ns.c(PM1), reduction="none"),
+             lambda x: np.log1p(np.exp(-PM1 * x)), [((6,),)]),
+        Case("multilabel_soft_margin_loss",
+             lambda ns, x: ns.F.multilabel_soft_margin_loss(x, ns.c(B34_HARD), weight=ns.c(PW4)),
+             lambda x: (-(B34_HARD * _log_sigmoid(x) + (1 - B34_HARD) * _log_sigmoid(-x)) * PW4).mean(1).mean(),
+             [((3, 4),)]),
+        Case("poisson_nll_loss_full", lambda ns, x: ns.F.poisson_nll_loss(x, ns.c(POIS_T), full=True),
+             lambda x: _poisson(x, POIS_T, full=True).mean(), [((3, 4),)]),
+        Case("poisson_nll_loss_rates", lambda ns, x: ns.F.poisson_nll_loss(x, ns.c(POIS_T), log_input=False,
+                                                                             reduction="sum"),
+             lambda x: _poisson(x, POIS_T, log_input=False).sum(), [((3, 4),)], domain="prob"),
+        Case("gaussian_nll_loss", lambda ns, x, t, v: ns.F.gaussian_nll_loss(x, t, v * v + 0.1, full=True),
+             lambda x, t, v: (0.5 * (np.log(v * v + 0.1) + (x - t) ** 2 / (v * v + 0.1) + np.log(2 * np.pi))).mean(),
+             [((5, 4), (5, 4), (5, 1))]),
+        Case("multi_margin_loss", lambda ns, x: ns.F.multi_margin_loss(x, ns.c(T4), p=2, margin=0.7, weight=ns.c(W4)),
+             lambda x: _multi_margin(x, T4, 2, 0.7, W4).mean(), [((5, 4),)]),
+    ]
+
+
+CASES = _cases() + _nn_more_cases()
 
 
 def _variants(cases):

@@ -207,3 +207,11 @@ from .autograd import inference_mode, is_inference_mode_enabled  # noqa: E402
 from .devices import get_default_device, set_default_device  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
+
+# ---- nn-more block: nn.functional ops that PyTorch also has at the top level (torch.conv1d, torch.kl_div, ...)
+globals().update({_name: getattr(nn.functional, _name) for _name in (
+    "adaptive_avg_pool1d adaptive_max_pool1d alpha_dropout avg_pool1d bilinear conv1d conv_transpose1d "
+    "conv_transpose2d cosine_embedding_loss cosine_similarity feature_alpha_dropout group_norm hinge_embedding_loss "
+    "instance_norm kl_div margin_ranking_loss max_pool1d pairwise_distance poisson_nll_loss rms_norm "
+    "triplet_margin_loss").split()})
+# ---- end of the nn-more block

@@ -42,3 +42,24 @@ from .layers import Upsample  # noqa: E402
 from .loss import HuberLoss, SmoothL1Loss  # noqa: E402
 
 __all__ += ["Upsample", "SmoothL1Loss", "HuberLoss"]
+
+# nn-more block
+from .layers_more import *  # noqa: E402, F403
+from .layers_more import __all__ as _layers_more  # noqa: E402
+from .loss import (  # noqa: E402
+    CosineEmbeddingLoss,
+    GaussianNLLLoss,
+    HingeEmbeddingLoss,
+    KLDivLoss,
+    MarginRankingLoss,
+    MultiLabelSoftMarginLoss,
+    MultiMarginLoss,
+    PoissonNLLLoss,
+    SoftMarginLoss,
+    TripletMarginLoss,
+)
+from .module import ParameterDict, ParameterList  # noqa: E402
+
+__all__ += _layers_more + ["ParameterList", "ParameterDict", "KLDivLoss", "TripletMarginLoss", "MarginRankingLoss",
+                           "HingeEmbeddingLoss", "CosineEmbeddingLoss", "SoftMarginLoss", "MultiLabelSoftMarginLoss",
+                           "PoissonNLLLoss", "GaussianNLLLoss", "MultiMarginLoss"]

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _tracing, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..creation import arange, full, rand
+from ..creation import arange, rand
 from ..dtypes import result_type
 from ..ops import functions as T
 from ..ops.functions import _named, erf, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401 - re-exported
@@ -243,24 +243,6 @@ def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return x.flatten(start_dim, end_dim)
-
-
-def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Constant padding; `pad` lists (left, right) pairs starting from the last dim, as in PyTorch."""
-    if mode != "constant":
-        raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
-    if len(pad) % 2:
-        raise RuntimeError("pad: Padding length must be divisible by 2")
-    out = x
-    for i in range(len(pad) // 2):
-        d = x.ndim - 1 - i
-        parts = []
-        for amount in (pad[2 * i], pad[2 * i + 1]):
-            shape = list(out.shape)
-            shape[d] = amount
-            parts.append(full(tuple(shape), value, dtype=out.dtype) if amount else None)
-        out = T.cat([p for p in (parts[0], out, parts[1]) if p is not None], d)
-    return out
 
 
 def one_hot(indices: Tensor, num_classes: int = -1) -> Tensor:
@@ -605,3 +587,45 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
 
 
 __all__ += ["smooth_l1_loss", "huber_loss", "interpolate"]  # ops-api block
+
+
+# ---------------------------------------------------------------- nn-more block: more layers, padding modes, losses
+# NOTE: imported last, since `_functional_more` uses the helpers above; its `pad` (all of PyTorch's modes) is
+# `pad` here too (conv2d's padding='same' calls it)
+from ._functional_more import __all__ as _more_all  # noqa: E402
+from ._functional_more import (  # noqa: E402, F401 - re-exported
+    adaptive_avg_pool1d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    alpha_dropout,
+    avg_pool1d,
+    bilinear,
+    conv1d,
+    conv_transpose1d,
+    conv_transpose2d,
+    cosine_embedding_loss,
+    cosine_similarity,
+    dropout1d,
+    dropout2d,
+    feature_alpha_dropout,
+    fold,
+    gaussian_nll_loss,
+    group_norm,
+    hinge_embedding_loss,
+    instance_norm,
+    kl_div,
+    margin_ranking_loss,
+    max_pool1d,
+    multi_margin_loss,
+    multilabel_soft_margin_loss,
+    normalize,
+    pad,
+    pairwise_distance,
+    poisson_nll_loss,
+    rms_norm,
+    soft_margin_loss,
+    triplet_margin_loss,
+    unfold,
+)
+
+__all__ += [n for n in _more_all if n not in __all__]  # nn-more block

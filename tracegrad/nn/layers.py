@@ -56,21 +56,21 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution with PyTorch's arguments (padding_mode 'zeros' only) and initialization."""
+    """2-D convolution with PyTorch's arguments (padding_mode 'zeros', 'reflect', 'replicate' or 'circular') and
+    initialization."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, device=None):
         super().__init__()
         devices.check(device, "nn.Conv2d")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError("in_channels must be divisible by groups" if in_channels % groups
-                             else "out_channels must be divisible by groups")
-        if padding_mode != "zeros":
-            raise ValueError(f"Conv2d: padding_mode {padding_mode!r} is not supported by tracegrad (only 'zeros')")
+        from .layers_more import check_conv_arguments, reversed_padding_repeated_twice  # nn-more block
+        check_conv_arguments(in_channels, out_channels, _pair(stride), padding, groups, padding_mode)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.padding = padding if isinstance(padding, str) else _pair(padding)
         self.padding_mode = padding_mode
+        self._reversed_padding_repeated_twice = reversed_padding_repeated_twice(self.padding, self.kernel_size,
+                                                                                self.dilation)
         self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype))
         if bias:
             self.bias = Parameter(empty(out_channels, dtype=dtype))
@@ -86,6 +86,9 @@ class Conv2d(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        if self.padding_mode != "zeros":  # nn-more block: PyTorch pads with F.pad, then convolves unpadded
+            return F.conv2d(F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode), self.weight,
+                            self.bias, self.stride, 0, self.dilation, self.groups)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
@@ -98,6 +101,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 
