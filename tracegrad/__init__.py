@@ -177,6 +177,7 @@ from .linalg import torch_cross as cross  # noqa: E402
 from .linalg import torch_diagonal as diagonal  # noqa: E402
 from .linalg import torch_qr as qr  # noqa: E402
 from .linalg import torch_svd as svd  # noqa: E402
+from .sampling import multinomial  # noqa: E402
 # ---- end of the linalg-optim block
 
 from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
