@@ -5,6 +5,7 @@ each epoch, reproducible per seed); the torch tests compare only deterministic t
 and are skipped without torch."""
 import collections
 import math
+import re
 import warnings
 
 import numpy as np
@@ -561,3 +562,34 @@ def test_loader_len_and_batch_shapes_match_torch(kwargs):
     assert [_structure(b) for b in ours] == [_structure(b, torch) for b in theirs]
     if not kwargs.get("shuffle"):
         assert [b[0].tolist() for b in ours] == [b[0].tolist() for b in theirs]
+
+
+# ------------------------------------------------------------------------------------------ linalg-optim block
+def test_weighted_random_sampler_draws_pytorchs_indices():
+    from tracegrad.utils.data import WeightedRandomSampler
+
+    weights = [0.1, 0.9, 0.0, 0.5, 2.0]
+    s = WeightedRandomSampler(weights, 12, generator=tg.Generator().manual_seed(4))
+    draws = list(s)
+    assert len(s) == 12 and len(draws) == 12 and 2 not in draws and s.weights.dtype is tg.float64
+    unique = list(WeightedRandomSampler(weights, 4, replacement=False, generator=tg.Generator().manual_seed(4)))
+    assert sorted(unique) == [0, 1, 3, 4]
+    for bad, message in [(dict(num_samples=0), "num_samples should be a positive integer value, but got "
+                                               "num_samples=0"),
+                         (dict(num_samples=True), "num_samples should be a positive integer value"),
+                         (dict(num_samples=3, replacement=1), "replacement should be a boolean value, but got "
+                                                              "replacement=1"),
+                         (dict(weights=[[1.0, 2.0]], num_samples=3), "weights should be a 1d sequence but given "
+                                                                     "weights have shape (1, 2)")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            WeightedRandomSampler(**{"weights": weights, **bad})
+    expected = list(WeightedRandomSampler(weights, 8, generator=tg.Generator().manual_seed(5)))
+    loader = DataLoader(TensorDataset(tg.arange(5.0)), batch_size=4,
+                        sampler=WeightedRandomSampler(weights, 8, generator=tg.Generator().manual_seed(5)))
+    assert [v for batch in loader for v in batch[0].tolist()] == [float(i) for i in expected]
+    torch = pytest.importorskip("torch")
+    for replacement, n in ((True, 12), (False, 4)):
+        theirs = torch.utils.data.WeightedRandomSampler(weights, n, replacement,
+                                                        generator=torch.Generator().manual_seed(4))
+        ours = WeightedRandomSampler(weights, n, replacement, generator=tg.Generator().manual_seed(4))
+        assert list(ours) == list(theirs) and list(ours) == list(theirs)  # and the next epoch's too

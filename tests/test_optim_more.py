@@ -282,6 +282,18 @@ SCHEDULER_CASES = {
     "plateau-min-abs-cooldown": lambda m, o: m.ReduceLROnPlateau(o, patience=0, threshold=0.6, threshold_mode="abs",
                                                                  cooldown=2, min_lr=[0.03, 0.01]),
     "plateau-max": lambda m, o: m.ReduceLROnPlateau(o, mode="max", patience=1, factor=0.2, min_lr=0.005),
+    # linalg-optim block
+    "multiplicative": lambda m, o: m.MultiplicativeLR(o, [lambda e: 0.9, lambda e: 1.0 - 0.05 * e]),
+    "polynomial": lambda m, o: m.PolynomialLR(o, total_iters=6, power=1.7),
+    "cyclic-triangular": lambda m, o: m.CyclicLR(o, base_lr=[0.01, 0.02], max_lr=0.1, step_size_up=3,
+                                                 step_size_down=2),
+    "cyclic-triangular2": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=2, mode="triangular2",
+                                                  base_momentum=0.7, max_momentum=[0.95, 0.9]),
+    "cyclic-exp_range": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=2, mode="exp_range",
+                                                gamma=0.9, cycle_momentum=False),
+    "cyclic-custom-iterations": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=3, scale_fn=lambda x: 0.95 ** x,
+                                                        scale_mode="iterations"),
+    "warm-restarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.001),
 }
 
 
@@ -290,7 +302,7 @@ def test_scheduler_parity_with_torch(name):
     torch = pytest.importorskip("torch")
     make, n = SCHEDULER_CASES[name], 16 if "onecycle" not in name else 12
     metrics = [-m if "max" in name else m for m in PLATEAU_METRICS] if "plateau" in name else None
-    key = "momentum" if "onecycle" in name else None
+    key = "momentum" if "onecycle" in name or "cyclic" in name else None
     out = []
     for m, lib in ((S, tg), (torch.optim.lr_scheduler, torch)):
         opt = _opt(lib=lib, momentum=0.9)
@@ -638,3 +650,158 @@ def test_clipping_inside_a_compiled_training_step_equals_eager(norm_type):
             assert np.abs(arr(q.grad)).max() <= 0.03  # clip_grad_value_ ran
     assert norm_c.item() > 0.05  # the clipping took effect
     assert len(compiled.retraces) == 2, compiled.retraces  # first call, then with the optimizer's state
+
+
+# ------------------------------------------------------------------------------------------ linalg-optim block
+from tracegrad.optim import ASGD, LBFGS, Adamax, NAdam, RAdam  # noqa: E402
+
+NEW_CASES = [
+    (NAdam, dict()), (NAdam, dict(lr=0.05, weight_decay=0.1, momentum_decay=0.01, betas=(0.8, 0.9))),
+    (NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    (RAdam, dict(lr=0.05)), (RAdam, dict(lr=0.05, weight_decay=0.1, betas=(0.5, 0.6))),
+    (RAdam, dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True, maximize=True, eps=1e-3)),
+    (Adamax, dict()), (Adamax, dict(lr=0.05, weight_decay=0.1, maximize=True, betas=(0.8, 0.9))),
+    (ASGD, dict()), (ASGD, dict(lr=0.05, t0=2, lambd=0.1, alpha=0.5, weight_decay=0.1, maximize=True)),
+    (LBFGS, dict(lr=0.5, max_iter=3, history_size=2)), (LBFGS, dict(line_search_fn="strong_wolfe", max_iter=4)),
+]
+
+
+def _closure_run(opt, params, lib, dtype, steps):
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(lib, params, dtype)
+        loss.backward()
+        return loss
+    for _ in range(steps):
+        opt.step(closure)
+
+
+@pytest.mark.parametrize("cls, case", NEW_CASES, ids=[f"{c.__name__}-{_id(k)}" for c, k in NEW_CASES])
+def test_new_optimizers_parity_with_torch(cls, case):
+    torch = pytest.importorskip("torch")
+    # NOTE: LBFGS in float64: in float32 its line search branches on dot products that numpy's BLAS and PyTorch's
+    # round differently, so the two take different paths (each valid) after a few steps
+    dtype = np.float64 if cls is LBFGS else np.float32
+    ours, theirs = make_params(tg, dtype), make_params(torch, dtype)
+    opt, t_opt = cls(ours, **case), getattr(torch.optim, cls.__name__)(theirs, **case)
+    # NOTE: not bit-exact: PyTorch's kernels fuse some products and sums (add with alpha), numpy rounds each
+    for step in range(STEPS):
+        _closure_run(opt, ours, tg, dtype, 1)
+        _closure_run(t_opt, theirs, torch, dtype, 1)
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+            assert set(opt.state[p]) == set(t_opt.state[q])
+            for key, value in opt.state[p].items():
+                if isinstance(value, tg.Tensor):
+                    np.testing.assert_allclose(arr(value), t_opt.state[q][key].numpy(), rtol=1e-5, atol=1e-6,
+                                               err_msg=f"{key} at step {step}")
+                    assert value.dtype.name == str(t_opt.state[q][key].dtype).removeprefix("torch.")
+                elif not isinstance(value, list):
+                    assert value == pytest.approx(float(t_opt.state[q][key]), rel=1e-5), key
+    switches = {"foreach", "capturable", "differentiable", "fused"}
+    assert {k: v for k, v in t_opt.param_groups[0].items() if k not in switches | {"params"}} == \
+        {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+
+
+def test_new_optimizers_defaults_and_validation():
+    w = [tg.zeros(1, requires_grad=True)]
+    assert NAdam(w).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                                     decoupled_weight_decay=False, maximize=False)
+    assert RAdam(w).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                                     decoupled_weight_decay=False, maximize=False)
+    assert Adamax(w).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, maximize=False)
+    assert ASGD(w).defaults == dict(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, maximize=False)
+    assert LBFGS(w).defaults == dict(lr=1, max_iter=20, max_eval=25, tolerance_grad=1e-7, tolerance_change=1e-9,
+                                     history_size=100, line_search_fn=None)
+    for make, message in [(lambda: NAdam(_w(), momentum_decay=-1), "Invalid momentum_decay value: -1"),
+                          (lambda: RAdam(_w(), betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
+                          (lambda: Adamax(_w(), eps=-1), "Invalid epsilon value: -1"),
+                          (lambda: ASGD(_w(), weight_decay=-1), "Invalid weight_decay value: -1"),
+                          (lambda: LBFGS(_w(), lr=-1), "Invalid learning rate: -1")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make()
+    with pytest.raises(ValueError, match="LBFGS doesn't support per-parameter options"):
+        LBFGS([{"params": _w()}, {"params": _w()}])
+
+
+@pytest.mark.parametrize("make", [lambda p: NAdam(p, lr=0.01, weight_decay=0.1), lambda p: RAdam(p, lr=0.01),
+                                  lambda p: Adamax(p, lr=0.01), lambda p: ASGD(p, lr=0.05, t0=3)],
+                         ids=["nadam", "radam", "adamax", "asgd"])
+def test_new_optimizers_compiled_step_equals_eager(make):
+    (m1, o1), (m2, o2) = _twins(make)
+
+    def step_of(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return step
+
+    eager, compiled = step_of(m1, o1), tg.compile(step_of(m2, o2), backend="interpret")
+    x, y = _data()
+    for i in range(8):  # RAdam's rectification starts at step 6
+        assert eager(x, y) == compiled(x, y), i
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(arr(q), arr(p))
+        for key, value in o1.state[p].items():
+            np.testing.assert_array_equal(arr(o2.state[q][key]), arr(value), err_msg=key)
+    assert len(compiled.retraces) == 2, compiled.retraces
+
+
+def test_new_optimizers_state_dict_round_trip():
+    for make in (lambda p: NAdam(p, lr=0.05), lambda p: ASGD(p, lr=0.05, t0=1), lambda p: LBFGS(p, history_size=3)):
+        # NOTE: float32 parameters: loading casts floating state (ASGD's eta, NAdam's mu_product) to the
+        # parameter's dtype, as PyTorch does, which changes float64 runs
+        pa = make_params(tg, np.float32)
+        opt_a = make(pa)
+        _closure_run(opt_a, pa, tg, np.float32, 2)
+        pb = [tg.tensor(arr(p).copy(), requires_grad=True) for p in pa]
+        opt_b = make(pb)
+        opt_b.load_state_dict(opt_a.state_dict())
+        _closure_run(opt_a, pa, tg, np.float32, 2)
+        _closure_run(opt_b, pb, tg, np.float32, 2)
+        for p, q in zip(pa, pb):
+            np.testing.assert_array_equal(arr(q), arr(p))
+
+
+def test_lbfgs_converges_and_refuses_to_compile():
+    w = tg.tensor([1.0, -2.0, 0.5], dtype=tg.float64, requires_grad=True)
+    target = tg.tensor([3.0, 0.5, -1.0], dtype=tg.float64)
+    opt = LBFGS([w], line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - target) ** 4).sum() + ((w - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    np.testing.assert_allclose(arr(w), arr(target), atol=1e-4)
+    with pytest.raises(RuntimeError, match="LBFGS.step cannot be compiled"):
+        tg.compile(lambda: opt.step(closure), backend="interpret")()
+
+
+def test_cyclic_momentum_and_warm_restarts_with_fractional_epochs_as_torch():
+    torch = pytest.importorskip("torch")
+    out = []
+    for m, lib in ((S, tg), (torch.optim.lr_scheduler, torch)):
+        opt = _opt("Adam", lib=lib, betas=(0.9, 0.99))
+        sched = m.CyclicLR(opt, base_lr=0.001, max_lr=0.01, step_size_up=3, mode="exp_range", gamma=0.95,
+                           base_momentum=0.8, max_momentum=0.95)
+        seq = lr_sequence(opt, sched, 10, key="betas")
+        opt = _opt(lib=lib)
+        sched = m.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=3, eta_min=0.01)
+        for epoch in range(4):
+            for i in range(3):
+                opt.step()
+                sched.step(epoch + i / 3)
+                seq.append(sched.get_last_lr())
+        sched.step(13.5)
+        out.append(seq + [sched.get_last_lr(), sched.T_i, sched.T_cur, sched.last_epoch])
+    assert out[0] == out[1]
+    with pytest.raises(ValueError, match="Expected positive integer T_0, but got 0"):
+        S.CosineAnnealingWarmRestarts(_opt(), T_0=0)
+    with pytest.raises(ValueError, match="optimizer must support momentum or beta1"):
+        S.CyclicLR(_opt("Adagrad"), 0.01, 0.1)

@@ -1,4 +1,6 @@
 """Random streams equal PyTorch's CPU streams: the same seed gives the same numbers, layers and batches."""
+import re
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,52 @@ def test_a_compiled_step_draws_what_eager_draws():
     tg.manual_seed(5)
     for e in eager:
         assert tg.equal(compiled(x), e)
+
+
+# ------------------------------------------------------------------------------------------ linalg-optim block
+def _probabilities(rng, shape, dtype):
+    p = (rng.random(shape) * (rng.random(shape) > 0.3)).astype(dtype)
+    p[..., 0] += dtype(0.01)
+    return p
+
+
+def test_multinomial_draws_pytorchs_samples():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    for k, (shape, dtype) in enumerate([((7,), np.float32), ((3, 11), np.float64), ((2, 300), np.float32)]):
+        p = _probabilities(rng, shape, dtype)
+        positive = int((p > 0).sum(-1).min())
+        for replacement, n in ((True, 17), (True, 1), (False, 1), (False, 4), (False, shape[-1])):
+            seed = 11 * k + n
+            ours = tg.multinomial(tg.tensor(p), n, replacement, generator=tg.Generator().manual_seed(seed))
+            theirs = torch.multinomial(torch.tensor(p), n, replacement, generator=torch.Generator().manual_seed(seed))
+            assert ours.dtype is tg.int64 and tuple(ours.shape) == tuple(theirs.shape)
+            # NOTE: without replacement, the categories of probability 0 come last in an order PyTorch's topk
+            # leaves to its sort (ties); the draws before them are the same
+            m = n if replacement else min(n, positive)
+            np.testing.assert_array_equal(ours.numpy()[..., :m], theirs.numpy()[..., :m], err_msg=f"{shape} {n}")
+    tg.manual_seed(5)
+    torch.manual_seed(5)
+    assert tg.tensor([1.0, 2.0]).multinomial(6, True).tolist() == torch.tensor([1.0, 2.0]).multinomial(6, True).tolist()
+    assert tg.rand(2).tolist() == torch.rand(2).tolist()  # the global stream advanced alike
+
+
+def test_multinomial_errors_and_compiled_draws():
+    for args, message in [((tg.ones(2, 2, 2), 1), "prob_dist must be 1 or 2 dim"),
+                          ((tg.ones(3, dtype=tg.int64), 1), "multinomial only supports floating-point dtypes for "
+                                                            "input, got: Long"),
+                          ((tg.ones(3), 0), "cannot sample n_sample <= 0 samples"),
+                          ((tg.ones(3), 4), "cannot sample n_sample > prob_dist.size(-1) samples without replacement"),
+                          ((tg.tensor([1.0, -1.0]), 1), "probability tensor contains either `inf`, `nan` or "
+                                                        "element < 0"),
+                          ((tg.zeros(2), 1), "invalid multinomial distribution (sum of probabilities <= 0)"),
+                          ((tg.tensor([1.0, -1.0]), 2, True), "encountering probability entry < 0"),
+                          ((tg.tensor([1.0, float("inf")]), 2, True), "encountering probability entry = infinity")]:
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            tg.multinomial(*args)
+    draw = tg.compile(lambda p: tg.multinomial(p, 5, True), backend="interpret")
+    p = tg.tensor([0.2, 0.5, 0.3])
+    tg.manual_seed(1)
+    compiled = [draw(p).tolist() for _ in range(3)]
+    tg.manual_seed(1)
+    assert compiled == [tg.multinomial(p, 5, True).tolist() for _ in range(3)]

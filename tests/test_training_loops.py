@@ -38,6 +38,12 @@ MORE_SCHEDULERS = {
         [lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=40), lr_scheduler.ExponentialLR(opt, gamma=0.995)]),
     "ReduceLROnPlateau": lambda opt: Plateau(opt),
 }
+MORE_SCHEDULERS.update({  # linalg-optim block: CyclicLR cycles SGD's momentum too
+    "MultiplicativeLR": lambda opt: lr_scheduler.MultiplicativeLR(opt, lambda epoch: 0.99),
+    "PolynomialLR": lambda opt: lr_scheduler.PolynomialLR(opt, total_iters=100, power=2.0),
+    "CyclicLR": lambda opt: lr_scheduler.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=15, mode="triangular2"),
+    "CosineAnnealingWarmRestarts": lambda opt: lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=20, T_mult=2),
+})
 
 
 class Plateau:

@@ -169,6 +169,17 @@ globals().update({_name: _with_out(globals()[_name], _name) for _name in _OUT_FU
                   "subtract multiply divide true_divide negative absolute clip concat concatenate".split()})
 # ---- end of the ops-api block
 
+# ---- linalg-optim block: torch.linalg, its torch.* aliases, multinomial
+from . import linalg  # noqa: E402, I001 - a block of its own, kept apart for merging
+from .linalg import det, inverse, logdet, matrix_power, pinverse, slogdet  # noqa: E402
+from .linalg import torch_cholesky as cholesky  # noqa: E402
+from .linalg import torch_cross as cross  # noqa: E402
+from .linalg import torch_diagonal as diagonal  # noqa: E402
+from .linalg import torch_qr as qr  # noqa: E402
+from .linalg import torch_svd as svd  # noqa: E402
+from .sampling import multinomial  # noqa: E402
+# ---- end of the linalg-optim block
+
 from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one

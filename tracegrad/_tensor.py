@@ -583,6 +583,8 @@ def _check_rule(op, inputs, params, res) -> None:
 
 
 def _op_error(op, inputs, params, error) -> Exception:
+    if getattr(error, "user_facing", False):  # a forward's own error for users (linalg's LinAlgError)
+        return error
     avals = _avals(inputs)
     try:
         op.infer(*avals, **params)

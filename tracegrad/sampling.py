@@ -117,3 +117,44 @@ def exponential_(x: Tensor, lambd=1.0, *, generator=None) -> Tensor:
 for _fn in (normal_, uniform_, random_, bernoulli_, exponential_):
     setattr(Tensor, _fn.__name__, _fn)
 Tensor.bernoulli = bernoulli
+
+
+# ------------------------------------------------------------------ multinomial (linalg-optim block)
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,  # noqa: A002 - PyTorch's name
+                generator=None) -> Tensor:
+    """`num_samples` category indices per row of `input` (1-D, or 2-D: one distribution per row), drawn with
+    probability proportional to the row's entries, with or without replacement; PyTorch's CPU algorithm, so the
+    same seed gives PyTorch's samples.
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> tg.multinomial(tg.tensor([0.1, 0.0, 0.6, 0.3]), 3)
+    tensor([2, 3, 0])
+    >>> tg.multinomial(tg.tensor([[1.0, 0.0], [0.0, 1.0]]), 4, replacement=True)
+    tensor([[0, 0, 0, 0],
+            [1, 1, 1, 1]])
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"multinomial(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if input.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if not input.is_floating_point():
+        raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: "
+                           f"{input.dtype.tensor_type.removesuffix('Tensor')}")
+    if num_samples <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    if not replacement and num_samples > input.shape[-1]:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    if input.shape[-1] > 1 << 24:
+        raise RuntimeError("number of categories cannot exceed 2^24")
+    if input.dtype is dtypes.float16:
+        raise RuntimeError("multinomial is not implemented for half on CPU")
+    from ._tensor import apply
+    from .ops import primitives as P
+    from .random import default_generator
+    return apply(P.multinomial, input, generator=generator or default_generator, num_samples=int(num_samples),
+                 replacement=bool(replacement))
+
+
+Tensor.multinomial = multinomial
+# ------------------------------------------------------------------ end of the multinomial block

@@ -77,8 +77,10 @@ def _inplace_arith(x: Tensor, name: str, op, other) -> Tensor:
     this is the path optimizer updates take under no_grad."""
     other_is_tensor = isinstance(other, Tensor)
     if not (_GRAD.enabled and (x._rg or (other_is_tensor and other._rg))) and _tracing.TRACER is None:
-        o = other._data if other_is_tensor else _const(other, result_type(x, other).np)._data  # wraps, as _const
         dt = result_type(x, other)
+        o = other._data if other_is_tensor else _const(other, dt.np)._data  # wraps, as _const
+        if o.dtype != dt.np:  # NOTE: PyTorch computes in the promoted dtype (numpy would in a 0-dim float64's)
+            o = o.astype(dt.np)
         if dt.category <= x.dtype.category and x._data.flags.writeable and \
                 (not other_is_tensor or broadcastable_to(o.shape, x._data.shape)):
             op.forward(x._data, o, out=x._data)

@@ -552,3 +552,55 @@ scatter_add = register(Op("scatter_add", OPAQUE, _scatter_add_forward,
                           (lambda gg, out, g, idx, axis, shape: _F().gather_raw(gg, idx, axis), None), (1,),
                           arity=2))
 # ------------------------------------------------------------------ end of the ops-api block
+
+
+# ------------------------------------------------------------------ multinomial (linalg-optim block)
+def _draw_error(message: str) -> RuntimeError:
+    error = RuntimeError(message)
+    error.user_facing = True  # a data-dependent check of the draw itself: raised as it is
+    return error
+
+
+def _multinomial_forward(p, generator, num_samples, replacement):
+    """PyTorch's CPU multinomial, drawing the same numbers from the same generator state.
+
+    Without replacement, or for one sample: q ~ Exp(1) per entry (a float64 uniform u, -log1p(-u), in p's dtype),
+    then the top `num_samples` of p / q. With replacement, row by row: the cumulative sum of p (accumulated in
+    p's dtype) over its total, then per sample a float64 uniform located by binary search (the first bucket whose
+    cumulative probability is >= u; the last bucket is 1).
+    """
+    rows = p.reshape(-1, p.shape[-1])
+    out = np.empty((rows.shape[0], num_samples), np.int64)
+    if not replacement or num_samples == 1:
+        if not (rows.max() < np.inf and rows.min() >= 0):
+            raise _draw_error("probability tensor contains either `inf`, `nan` or element < 0")
+        if (rows.sum(-1) == 0).any():
+            raise _draw_error("invalid multinomial distribution (sum of probabilities <= 0)")
+        q = (-np.log1p(-generator.uniform((rows.size,), np.float64))).astype(p.dtype).reshape(rows.shape)
+        with np.errstate(divide="ignore"):
+            q = rows / q
+        if num_samples == 1:
+            out[:, 0] = np.argmax(q, -1)
+        else:
+            out[:] = np.argsort(-q, axis=-1, kind="stable")[:, :num_samples]
+        return out.reshape(p.shape[:-1] + (num_samples,))
+    for i, row in enumerate(rows):
+        bad = ~(row >= 0)
+        if bad.any():
+            raise _draw_error("invalid multinomial distribution (encountering probability entry < 0)")
+        if not np.isfinite(row).all():
+            raise _draw_error("invalid multinomial distribution (encountering probability entry = infinity or NaN)")
+        cum = np.cumsum(row, dtype=p.dtype)  # NOTE: sequential, in p's dtype, as PyTorch's loop
+        if not cum[-1] > 0:
+            raise _draw_error("invalid multinomial distribution (sum of probabilities <= 0)")
+        cum = cum / cum[-1]
+        cum[-1] = 1
+        out[i] = np.searchsorted(cum.astype(np.float64), generator.uniform((num_samples,), np.float64), side="left")
+    return out.reshape(p.shape[:-1] + (num_samples,))
+
+
+multinomial = register(Op("multinomial", OPAQUE, _multinomial_forward,
+                          lambda p, generator, num_samples, replacement: AV(p.shape[:-1] + (num_samples,),
+                                                                             dtypes.int64),
+                          arity=1, effects=True))
+# ------------------------------------------------------------------ end of the multinomial block

@@ -165,22 +165,36 @@ def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, a
     return _named(sqrt(var(x, dim, unbiased, keepdim, correction=correction)), "StdBackward0")
 
 
-def norm(x: Tensor, p="fro", dim=None, keepdim=False):
-    """The p-norm over `dim` (all elements by default): p in 2/'fro', 1, inf, -inf, 0 or any float."""
-    x = _floating(x)
+def norm(x: Tensor, p="fro", dim=None, keepdim=False, dtype=None):
+    """`torch.norm`: the p-norm over `dim` (all elements by default) for p in 2/'fro', 1, inf, -inf, 0 or any
+    number (a vector norm, also over two dims), 'nuc' (the matrix nuclear norm); float inputs only, as PyTorch.
+
+    >>> import tracegrad as tg
+    >>> tg.tensor([[3.0, 4.0], [0.0, 0.0]]).norm(dim=1), tg.eye(2).norm(p="nuc")
+    (tensor([5., 0.]), tensor(2.))
+    """
+    if dtype is not None:
+        x = to(x, dtype)
+    if not x.is_floating_point():
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. Got "
+                           f"{x.dtype.tensor_type.removesuffix('Tensor')}")
+    if isinstance(p, str):
+        if p != "fro" or not (dim is None or isinstance(dim, int) or len(dim) <= 2):
+            from .. import linalg  # NOTE: the matrix norms need the linalg primitives, which build on this module
+            return linalg.matrix_norm(x, p, tuple(range(x.ndim)) if dim is None else dim, keepdim)
+        p = 2
     axes = normalize_dims("norm", dim, x.ndim)
-    if p in (2, "fro", None):
+    if p in (2, None):
         return apply(P.norm2, x, axes=axes, keepdim=keepdim)
     if p == math.inf:
         return _named(amax(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
     if p == -math.inf:
         return _named(amin(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
-    if p == 0:
-        return sum(ne(x, 0).to(x.dtype), axes, keepdim)
+    if p == 0:  # NOTE: sign(x) * 0 gives the count PyTorch's (zero) gradient
+        count = add(ne(x, 0).to(x.dtype), mul(apply(P.sign, x), 0.0))
+        return _named(sum(count, axes, keepdim), "LinalgVectorNormBackward0")
     if p == 1:
         return _named(sum(abs(x), axes, keepdim), "LinalgVectorNormBackward0")
-    if isinstance(p, str):
-        raise RuntimeError(f"norm: unsupported norm type {p!r}")
     return _named(pow(sum(pow(abs(x), p), axes, keepdim), 1.0 / p), "LinalgVectorNormBackward0")
 
 

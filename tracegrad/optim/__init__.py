@@ -1,4 +1,5 @@
-"""Optimizers (`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adadelta`) and learning-rate schedulers
+"""Optimizers (`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adadelta`, `NAdam`, `RAdam`, `Adamax`, `ASGD`,
+`LBFGS`) and learning-rate schedulers
 (`optim.lr_scheduler`), as in `torch.optim`.
 
 >>> import tracegrad as tg
@@ -12,7 +13,7 @@
 >>> w
 tensor([0.3750], requires_grad=True)
 """
-from . import lr_scheduler
+from . import lr_scheduler  # noqa: I001 - the blocks below are kept apart for merging
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
@@ -20,4 +21,13 @@ from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
+# ---- linalg-optim block
+from .adamax import Adamax  # noqa: E402
+from .asgd import ASGD  # noqa: E402
+from .lbfgs import LBFGS  # noqa: E402
+from .nadam import NAdam  # noqa: E402
+from .radam import RAdam  # noqa: E402
+# ---- end of the linalg-optim block
+
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler",
+           "NAdam", "RAdam", "Adamax", "ASGD", "LBFGS"]

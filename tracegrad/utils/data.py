@@ -33,6 +33,7 @@ from .._tensor import Tensor
 from ..creation import as_tensor, randint, randperm, tensor
 from ..ops.functions import stack
 from ..random import Generator, default_generator
+from ..sampling import multinomial  # linalg-optim block: WeightedRandomSampler draws as PyTorch
 
 __all__ = [
     "BatchSampler",
@@ -47,6 +48,7 @@ __all__ = [
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",
+    "WeightedRandomSampler",
     "default_collate",
     "default_convert",
     "get_worker_info",
@@ -350,6 +352,38 @@ class SubsetRandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler[int]):
+    """`num_samples` indices drawn with probabilities proportional to `weights` (with replacement by default), by
+    `tracegrad.multinomial`, so a seeded generator gives PyTorch's indices.
+
+    >>> import tracegrad as tg
+    >>> from tracegrad.utils.data import WeightedRandomSampler
+    >>> list(WeightedRandomSampler([0.1, 0.9, 0.0], 6, generator=tg.Generator().manual_seed(0)))
+    [1, 1, 1, 1, 1, 1]
+    """
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None) -> None:
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement}")
+        weights_tensor = as_tensor(weights, dtype=dtypes.float64)
+        if len(weights_tensor.shape) != 1:
+            raise ValueError(f"weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(weights_tensor.shape)}")
+        self.weights = weights_tensor
+        self.num_samples = num_samples
+        self.replacement = replacement
+        self.generator = generator
+
+    def __iter__(self):
+        yield from iter(multinomial(self.weights, self.num_samples, self.replacement,
+                                    generator=self.generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class BatchSampler(Sampler[list]):
