@@ -675,3 +675,8 @@ def test_autograd_grad_keywords_match_pytorch():
         jac = m.autograd.grad(x * x, x, m.eye(2), is_grads_batched=True)[0]
         results.append((gx.tolist(), gw.tolist(), gw.requires_grad, jac.tolist()))
     assert results[0] == results[1]
+
+
+def test_gradcheck_perturbs_non_contiguous_inputs_in_place():
+    x = tg.tensor(np.arange(12.0).reshape(3, 4) / 10).t().requires_grad_()  # a transposed view
+    assert tg.autograd.gradcheck(lambda a: (a * a).sin(), (x,))

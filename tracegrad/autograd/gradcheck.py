@@ -19,17 +19,18 @@ def _outputs(fn, inputs):
 def _numerical_jacobian(fn, inputs, k, eps):
     """d(all outputs, flattened)/d(inputs[k]), one column per input element, by central differences."""
     from .grad_mode import no_grad
-    x = inputs[k]
-    flat = x._data.reshape(-1)  # a view: perturbs the input in place
+    data = inputs[k]._data
     cols = []
     with no_grad():
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
+        # NOTE: perturb the input's own array element by element (C order, as the analytical rows are raveled);
+        # reshape(-1) of a non-contiguous input would be a copy, and the perturbations would never reach fn
+        for j in np.ndindex(data.shape):
+            orig = data[j]
+            data[j] = orig + eps
             plus = np.concatenate([o._data.astype(np.float64).ravel() for o in _outputs(fn, inputs)])
-            flat[j] = orig - eps
+            data[j] = orig - eps
             minus = np.concatenate([o._data.astype(np.float64).ravel() for o in _outputs(fn, inputs)])
-            flat[j] = orig
+            data[j] = orig
             cols.append((plus - minus) / (2 * eps))
     return np.stack(cols, axis=1) if cols else np.zeros((0, 0))
 
