@@ -169,6 +169,75 @@ globals().update({_name: _with_out(globals()[_name], _name) for _name in _OUT_FU
                   "subtract multiply divide true_divide negative absolute clip concat concatenate".split()})
 # ---- end of the ops-api block
 
+# ---- shape-more block: structure, selection and order-statistics ops at the top level
+# isort: split
+from .ops.functions import (  # noqa: E402
+    argwhere,
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    bincount,
+    block_diag,
+    bucketize,
+    cartesian_prod,
+    cdist,
+    column_stack,
+    cross,
+    cummax,
+    cummin,
+    diag,
+    diag_embed,
+    diagflat,
+    diagonal,
+    dstack,
+    flip,
+    fliplr,
+    flipud,
+    histc,
+    hstack,
+    index_add,
+    index_copy,
+    index_fill,
+    index_select,
+    kron,
+    kthvalue,
+    logcumsumexp,
+    masked_scatter,
+    masked_select,
+    median,
+    meshgrid,
+    mode,
+    moveaxis,
+    movedim,
+    nanmedian,
+    nanquantile,
+    narrow,
+    nonzero,
+    quantile,
+    ravel,
+    repeat_interleave,
+    roll,
+    rot90,
+    row_stack,
+    scatter,
+    scatter_add,
+    searchsorted,
+    take,
+    take_along_dim,
+    tensordot,
+    tile,
+    tril,
+    tril_indices,
+    triu,
+    triu_indices,
+    unique,
+    unique_consecutive,
+    vstack,
+)
+
+# isort: split
+# ---- end of the shape-more block
+
 from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one
