@@ -341,6 +341,9 @@ class Tracer:
                              f"function, which works only on a tensor made in the call that no view shares; write "
                              f"x = x.{what[:-1]}(...) instead")
         self.val[id(x)] = (x, self.value_of(res))
+        self.views.pop(id(res), None)  # res was x's view only until x took its place
+        if id(x) in self.family:
+            self.family[id(x)] = [v for v in self.family[id(x)] if v is not res]
 
     def concretize(self, t: Tensor, what: str) -> None:
         """Python asked for the value of `t` (bool(), item(), ...): specialize on it behind a guard."""
