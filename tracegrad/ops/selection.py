@@ -212,7 +212,12 @@ def scatter(x: Tensor, dim: int, index: Tensor, src=None, *, value=None, reduce=
 
 
 def scatter_(x: Tensor, dim: int, index: Tensor, src=None, *, value=None, reduce=None) -> Tensor:
-    """`scatter` in place."""
+    """`scatter` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(3).scatter_(0, tg.tensor([2]), 1.0)
+    tensor([0., 0., 1.])
+    """
     if isinstance(src, Tensor):
         return _inplace(x, "scatter_", lambda t, s: scatter(t, dim, index, s, reduce=reduce), src)
     return _inplace(x, "scatter_", lambda t: scatter(t, dim, index, src, value=value, reduce=reduce))
@@ -232,7 +237,12 @@ def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 
 def scatter_add_(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
-    """`scatter_add` in place."""
+    """`scatter_add` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2).scatter_add_(0, tg.tensor([1, 1]), tg.tensor([1.0, 2.0]))
+    tensor([0., 3.])
+    """
     return _inplace(x, "scatter_add_", lambda t, s: scatter_add(t, dim, index, s), src)
 
 
@@ -269,7 +279,12 @@ def index_add(x: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1) ->
 
 
 def index_add_(x: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1) -> Tensor:
-    """`index_add` in place."""
+    """`index_add` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2).index_add_(0, tg.tensor([0]), tg.tensor([5.0]))
+    tensor([5., 0.])
+    """
     return _inplace(x, "index_add_", lambda t, s: index_add(t, dim, index, s, alpha=alpha), source)
 
 
@@ -286,7 +301,12 @@ def index_copy(x: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
 
 
 def index_copy_(x: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
-    """`index_copy` in place."""
+    """`index_copy` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2).index_copy_(0, tg.tensor([1]), tg.tensor([5.0]))
+    tensor([0., 5.])
+    """
     return _inplace(x, "index_copy_", lambda t, s: index_copy(t, dim, index, s), source)
 
 
@@ -309,7 +329,12 @@ def index_fill(x: Tensor, dim: int, index: Tensor, value) -> Tensor:
 
 
 def index_fill_(x: Tensor, dim: int, index: Tensor, value) -> Tensor:
-    """`index_fill` in place."""
+    """`index_fill` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2).index_fill_(0, tg.tensor([1]), 3.0)
+    tensor([0., 3.])
+    """
     if isinstance(value, Tensor):
         return _inplace(x, "index_fill_", lambda t, v: index_fill(t, dim, index, v), value)
     return _inplace(x, "index_fill_", lambda t: index_fill(t, dim, index, value))
@@ -341,5 +366,10 @@ def masked_scatter(x: Tensor, mask: Tensor, source: Tensor) -> Tensor:
 
 
 def masked_scatter_(x: Tensor, mask: Tensor, source: Tensor) -> Tensor:
-    """`masked_scatter` in place."""
+    """`masked_scatter` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2).masked_scatter_(tg.tensor([False, True]), tg.tensor([7.0]))
+    tensor([0., 7.])
+    """
     return _inplace(x, "masked_scatter_", lambda t, s: masked_scatter(t, mask, s), source)

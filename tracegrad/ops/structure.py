@@ -37,7 +37,7 @@ from .indexing import getitem, getitem_raw, index_add_raw
 from .inplace import _inplace
 from .reductions import amax, norm
 from .reductions import sum as sum_
-from .shapes import fmt, normalize_dim
+from .shapes import broadcast_shapes, fmt, normalize_dim
 from .shaping import _sizes, cat, expand, permute, reshape, squeeze, stack, t, transpose, unsqueeze
 
 
@@ -193,10 +193,24 @@ def triu(x: Tensor, diagonal: int = 0) -> Tensor:
 
 
 def tril_(x: Tensor, diagonal: int = 0) -> Tensor:
+    """`tril` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.ones(2, 2).tril_()
+    tensor([[1., 0.],
+            [1., 1.]])
+    """
     return _inplace(x, "tril_", lambda t: tril(t, diagonal))
 
 
 def triu_(x: Tensor, diagonal: int = 0) -> Tensor:
+    """`triu` in place.
+
+    >>> import tracegrad as tg
+    >>> tg.ones(2, 2).triu_(1)
+    tensor([[0., 1.],
+            [0., 0.]])
+    """
     return _inplace(x, "triu_", lambda t: triu(t, diagonal))
 
 
@@ -400,8 +414,6 @@ def repeat_interleave(x: Tensor, repeats=None, dim=None, *, output_size=None) ->
         d = normalize_dim("repeat_interleave", dim, x.ndim)
     if x.ndim == 0:
         x = reshape(x, 1)
-    if isinstance(repeats, Tensor) and repeats.numel() == 1 and repeats.ndim <= 1:  # one count for every slice
-        repeats = _size_from(reshape(repeats, ()), "repeat_interleave", repeats)
     if not isinstance(repeats, Tensor):
         r = int(repeats)
         if r < 0:
@@ -410,6 +422,8 @@ def repeat_interleave(x: Tensor, repeats=None, dim=None, *, output_size=None) ->
         wide = expand(unsqueeze(x, d + 1), x.shape[:d + 1] + (r,) + x.shape[d + 1:])
         return reshape(wide, x.shape[:d] + (x.shape[d] * r,) + x.shape[d + 1:])
     counts = reshape(repeats, -1)
+    if counts.shape[0] == 1 and x.shape[d] != 1:  # one count for every slice
+        counts = expand(counts, (x.shape[d],))
     if counts.dtype not in (dtypes.int64, dtypes.int32):
         raise RuntimeError(f"repeat_interleave: repeats has to be Long or Int tensor (got {counts.dtype})")
     if counts.shape[0] != x.shape[d]:
@@ -512,7 +526,10 @@ def cross(a: Tensor, b: Tensor, dim=None) -> Tensor:
     tensor([0., 0., 1.])
     """
     a, b = _tensor(a), _tensor(b)
-    shape = tuple(np.broadcast_shapes(a.shape, b.shape)) if a.shape != b.shape else tuple(a.shape)
+    if a.ndim != b.ndim:
+        raise RuntimeError(f"linalg.cross: inputs must have the same number of dimensions (got shapes {fmt(a.shape)} "
+                           f"and {fmt(b.shape)})")
+    shape = broadcast_shapes("cross", a.shape, b.shape)
     if dim is None:
         warnings.warn("Using torch.cross without specifying the dim arg is deprecated.\nPlease either pass the dim "
                       "explicitly or simply use torch.linalg.cross.\nThe default value of dim will change to agree "
@@ -847,12 +864,22 @@ def unsqueeze_(x: Tensor, dim: int) -> Tensor:
 
 
 def t_(x: Tensor) -> Tensor:
-    """`t` in place: a matrix `x` itself is transposed."""
+    """`t` in place: a matrix `x` itself is transposed.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2, 3).t_().shape
+    tracegrad.Size([3, 2])
+    """
     return _metadata_op(x, t, "t_", "TBackward1")
 
 
 def transpose_(x: Tensor, dim0: int, dim1: int) -> Tensor:
-    """`transpose` in place: `x` itself has `dim0` and `dim1` swapped."""
+    """`transpose` in place: `x` itself has `dim0` and `dim1` swapped.
+
+    >>> import tracegrad as tg
+    >>> tg.zeros(2, 3, 4).transpose_(0, 2).shape
+    tracegrad.Size([4, 3, 2])
+    """
     return _metadata_op(x, lambda t_: transpose(t_, dim0, dim1), "transpose_", "TransposeBackward1")
 
 
@@ -880,12 +907,24 @@ def stride(x: Tensor, dim=None):
 
 
 def data_ptr(x: Tensor) -> int:
-    """The address of `x`'s first element (views of one storage give addresses within it)."""
+    """The address of `x`'s first element (views of one storage give addresses within it).
+
+    >>> import tracegrad as tg
+    >>> x = tg.zeros(4)
+    >>> x[1:].data_ptr() - x.data_ptr()
+    4
+    """
     return int(x._data.__array_interface__["data"][0])
 
 
 def H(x: Tensor) -> Tensor:  # noqa: N802 - PyTorch's name
-    """The conjugate transpose of a matrix: its transpose (tracegrad has no complex dtypes)."""
+    """The conjugate transpose of a matrix (``x.H``): its transpose, as tracegrad has no complex dtypes.
+
+    >>> import tracegrad as tg
+    >>> tg.tensor([[1, 2]]).H
+    tensor([[1],
+            [2]])
+    """
     if x.ndim not in (0, 2):
         raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got {x.ndim}-D tensor." +
                            (" For batches of matrices, consider using tensor.mH" if x.ndim > 2 else ""))

@@ -361,8 +361,9 @@ class Tracer:
                 f"the value as a static Python argument, or compile without strict=True to specialize on it behind "
                 f"a guard.")
         data = t._data
+        # a 0-dim value (a size read by nonzero, unique, ...) is guarded as a number: readable in retrace reasons
         expected = (bool(data.reshape(())) if what == "bool" else data.reshape(()).item()) \
-            if what in ("bool", "item") else np.array(data, copy=True)
+            if what in ("bool", "item") or data.ndim == 0 else np.array(data, copy=True)
         self.graph.guards.append(Guard(v, expected, what, loc))
 
     # ------------------------------------------------------------------ custom autograd Functions
