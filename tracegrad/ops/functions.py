@@ -1,8 +1,9 @@
 """The user-facing ops in one namespace, and their binding as Tensor methods.
 
 The ops live by area: `base` (operands, promotion, dtype conversions), `shaping`, `arithmetic` (with
-comparisons and logic), `reductions`, `indexing`, `inplace`, `convolution`; each is a primitive with PyTorch's
-type promotion or a composite built from primitives.
+comparisons and logic), `reductions`, `indexing`, `inplace`, `convolution`, `structure` (flips, triangles,
+diagonals, repeats, stacks), `selection` (nonzero, index_select, scatter, ...) and `statistics` (unique, median,
+quantile, ...); each is a primitive with PyTorch's type promotion or a composite built from primitives.
 
 Every function here is also a Tensor method (`tracegrad.exp(x)` and `x.exp()`).
 A composite's result gets the composite's backward name (`SubBackward0`), although its graph is made
@@ -343,4 +344,4 @@ def _bind_methods():
 
 _bind_methods()
 Tensor.addmm, Tensor.trace = addmm, trace  # layers-graph
-Tensor.H, Tensor.mH = property(H), property(_mT)  # shape-more
+Tensor.H, Tensor.mH = property(H), property(_mT)  # shape-more (mH is mT: tracegrad has no complex dtypes)

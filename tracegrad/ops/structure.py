@@ -58,7 +58,14 @@ def _along(d: int, part) -> tuple:
 
 
 # ------------------------------------------------------------------------------------------ flips and rolls
-def flip(x: Tensor, dims) -> Tensor:
+def _dims_args(args, dims) -> tuple:
+    """`dims` given as one sequence, as separate ints (`x.flip(0, 1)`), or as the keyword."""
+    if dims is not None:
+        return _dim_list(dims)
+    return tuple(args[0]) if len(args) == 1 and not isinstance(args[0], (int, np.integer)) else tuple(args)
+
+
+def flip(x: Tensor, *args, dims=None) -> Tensor:
     """`x` with the order of its elements reversed along each of `dims` (a copy, as in PyTorch).
 
     >>> import tracegrad as tg
@@ -67,7 +74,7 @@ def flip(x: Tensor, dims) -> Tensor:
             [2, 1]])
     """
     x = _tensor(x)
-    ds = _distinct_dims("flip", dims, x.ndim) if x.ndim else ()
+    ds = _distinct_dims("flip", _dims_args(args, dims), x.ndim) if x.ndim else ()
     # NOTE: a negative-step slice is a numpy view; the clone makes flip a copy, as PyTorch's (a later write into x
     # must not show through it)
     flipped = getitem_raw(x, tuple(slice(None, None, -1) if d in ds else slice(None) for d in range(x.ndim)))
@@ -359,14 +366,14 @@ def repeat(x: Tensor, *sizes) -> Tensor:
     return _named(reshape(tiled, [r * n for r, n in zip(sizes, shape)]), "RepeatBackward0")
 
 
-def tile(x: Tensor, dims) -> Tensor:
+def tile(x: Tensor, *args, dims=None) -> Tensor:
     """`x` repeated `dims[i]` times along each dim; fewer `dims` than dims of `x` repeat its last dims.
 
     >>> import tracegrad as tg
     >>> tg.tile(tg.tensor([[1, 2]]), (2,))
     tensor([[1, 2, 1, 2]])
     """
-    dims = _sizes((dims,)) if not isinstance(dims, (int, np.integer)) else (int(dims),)
+    dims = tuple(int(d) for d in _dims_args(args, dims))
     return repeat(x, (1,) * (x.ndim - len(dims)) + dims)
 
 
@@ -390,8 +397,8 @@ def _size_from(t: Tensor, what: str, *sources: Tensor) -> int:
 
 
 def repeat_interleave(x: Tensor, repeats=None, dim=None, *, output_size=None) -> Tensor:
-    """Each element (or slice along `dim`) repeated `repeats` times in place; `repeats` is an int or a tensor of
-    one count per element. ``repeat_interleave(counts)`` repeats ``arange(len(counts))``.
+    """Each element (or slice along `dim`) repeated `repeats` times, the copies side by side; `repeats` is an int
+    or a tensor of one count per element. ``repeat_interleave(counts)`` repeats ``arange(len(counts))``.
 
     With a tensor of counts the output's size depends on their sum: under `tracegrad.compile` that is a guard
     unless `output_size` gives it.
