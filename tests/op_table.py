@@ -23,6 +23,9 @@ class Case:
     grad: bool = True            # first-order gradient check (float64 central differences)
     grad2: bool = True           # second-order check (gradgradcheck)
     notes: str = ""
+    # NOTE: False for rows composed only of primitives that other rows already compile with the numba backend: their
+    # kernels would add compile time (seconds per row, cold) and no coverage; the interpreter still runs them
+    numba: bool = True
 
     def ids(self):
         return [f"{self.name}-{'x'.join('_'.join(map(str, s)) or 's' for s in v)}" for v in self.shapes]
@@ -96,6 +99,75 @@ def _setitem(m, x, v):
 
 def _reduce(loss, reduction):
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+
+# ---------------------------------------------------------------- helpers of the shape-more rows
+SCATTER_IDX = np.array([[0, 1, 2, 0], [2, 0, 1, 1]])  # no position twice in a column (scatter's last write wins)
+
+
+def _flat_cat(m, tensors):
+    """Several ops' results in one row: flattened and concatenated (CatBackward0 in both libraries)."""
+    return m.cat([t.reshape(-1) for t in tensors])
+
+
+def _np_cat(arrays):
+    return np.concatenate([np.asarray(a, np.float64).reshape(-1) for a in arrays])
+
+
+def _block_diag(*mats):
+    out = np.zeros((sum(a.shape[0] for a in mats), sum(a.shape[1] for a in mats)))
+    r = c = 0
+    for a in mats:
+        out[r:r + a.shape[0], c:c + a.shape[1]] = a
+        r, c = r + a.shape[0], c + a.shape[1]
+    return out
+
+
+def _diag_embed(x, offset):
+    n = x.shape[-1] + abs(offset)
+    out = np.zeros(x.shape[:-1] + (n, n))
+    for i in range(x.shape[-1]):
+        out[..., i + max(-offset, 0), i + max(offset, 0)] = x[..., i]
+    return out
+
+
+def _cdist(a, b, p):
+    return (np.abs(a[:, None] - b[None]) ** p).sum(-1) ** (1 / p)
+
+
+def _writes(x, s):
+    """The numpy reference of the scatter_index_writes row."""
+    cols = np.arange(4)
+    scatter = x.copy()
+    scatter[SCATTER_IDX, cols] = s
+    fill = x.copy()
+    fill[np.arange(3)[:, None], SCATTER_IDX.T[:3]] = 0.5
+    added = x.copy()
+    np.add.at(added, (SCATTER_IDX, cols), s)
+    index_add = x.copy()
+    index_add[2] += 2.0 * (s[0] + s[1])
+    copy = x.copy()
+    copy[[2, 0]] = s
+    index_fill = x.copy()
+    index_fill[:, [0, 2]] = -1.5
+    masked = x.copy()
+    masked[MASK] = s.ravel()[:MASK.sum()]
+    return [scatter, fill, added, index_add, copy, index_fill, masked]
+
+
+def _running_arg(x, axis, arg):
+    """The position of the running maximum (minimum) along `axis`, for distinct values."""
+    moved = np.moveaxis(x, axis, -1)
+    return np.moveaxis(np.stack([arg(moved[..., :j + 1], -1) for j in range(moved.shape[-1])], -1), -1, axis)
+
+
+def _inplace_reshapes(m, x):
+    y = x * 1  # a non-leaf: in-place ops are recorded
+    y.tril_()
+    y.unsqueeze_(0)
+    y.transpose_(0, 2)
+    y.squeeze_(2)
+    return y.t_()
 
 
 TARGETS, TARGETS_IGN = np.array([2, 0, 3]), np.array([2, 1, 3])  # class indices for 3 samples of 4 classes
@@ -327,6 +399,73 @@ CASES = [
     Case("trace_fn", lambda m, x: m.trace(x), lambda x: np.trace(x), [(S,), ((4, 3),)]),
     Case("cross_entropy", lambda m, x: m.nn.functional.cross_entropy(x, m.tensor(TARGETS)),
          lambda x: -np.mean((x - _lse(x, 1, True))[np.arange(3), TARGETS]), [(S,)]),
+    # ---------------------------------------------------------------- shape-more rows: several ops per row
+    Case("flip_roll_narrow_unfold", lambda m, x, y: _flat_cat(m, [
+        x.flip(0), x.fliplr(), m.roll(x, (1, -1), (0, 1)), x.roll(2), x.rot90(), m.rot90(y, 3, (0, 2)),
+        x.narrow(1, 1, 2), y.movedim(0, 2), x.unfold(1, 2, 1), x.T.ravel(), m.atleast_3d(x)]),
+         lambda x, y: _np_cat([
+             np.flip(x, 0), np.fliplr(x), np.roll(x, (1, -1), (0, 1)), np.roll(x, 2), np.rot90(x),
+             np.rot90(y, 3, (0, 2)), x[:, 1:3], np.moveaxis(y, 0, 2), np.lib.stride_tricks.sliding_window_view(x, 2, 1),
+             x.T, x]),
+         [(S, (2, 3, 4))], numba=False),
+    Case("tril_triu_diagonals", lambda m, x, v: _flat_cat(m, [
+        x.tril(), m.triu(x, 1), x.diagonal(1), m.diagonal(x, -1), m.diag(x, 1), m.diag(v, -1), m.diag_embed(x, 1, 0, 2),
+        v.diagflat()]),
+         lambda x, v: _np_cat([
+             np.tril(x), np.triu(x, 1), np.diagonal(x, 1), np.diagonal(x, -1), np.diag(x, 1), np.diag(v, -1),
+             _diag_embed(x, 1).transpose(1, 0, 2), np.diagflat(v)]), [(S, (4,))], numba=False),
+    Case("repeat_tile_stacks", lambda m, x, v: _flat_cat(m, [
+        x.repeat(2, 1, 2), m.tile(x, (2,)), x.repeat_interleave(2, dim=1),
+        m.repeat_interleave(x, m.tensor([1, 0, 2]), 0), m.hstack([x, x]), m.vstack([v, v]), m.dstack([x, x]),
+        m.column_stack([v, v]), m.block_diag(x, v), m.cartesian_prod(v, v[:2]),
+        m.meshgrid(v, v[:3], indexing="xy")[1]]),
+         lambda x, v: _np_cat([
+             np.tile(x, (2, 1, 2)), np.tile(x, 2), np.repeat(x, 2, 1), np.repeat(x, [1, 0, 2], 0), np.hstack([x, x]),
+             np.vstack([v, v]), np.dstack([x, x]), np.column_stack([v, v]), _block_diag(x, v[None]),
+             np.array([[a, b] for a in v for b in v[:2]]), np.meshgrid(v, v[:3])[1]]), [(S, (4,))], numba=False),
+    Case("kron_cross_tensordot_cdist", lambda m, a, b: _flat_cat(m, [
+        m.kron(a, b), m.cross(a, b, dim=1), m.tensordot(a, b, ([1], [0])), m.cdist(a, b), m.cdist(a, b, p=1),
+        m.cdist(a, b, p=3)]),
+         lambda a, b: _np_cat([
+             np.kron(a, b), np.cross(a, b, axis=1), a @ b, _cdist(a, b, 2), _cdist(a, b, 1), _cdist(a, b, 3)]),
+         [((3, 3), (3, 3))], numba=False),
+    Case("select_reads", lambda m, x: _flat_cat(m, [
+        x.masked_select(m.from_numpy(MASK)), x.index_select(1, m.tensor([0, 2, 2])),
+        m.take(x, m.tensor([[0, 5], [11, 5]])), m.take_along_dim(x, m.tensor(GATHER_IDX), 1)]),
+         lambda x: _np_cat([x[MASK], x[:, [0, 2, 2]], x.ravel()[[[0, 5], [11, 5]]],
+                            np.take_along_axis(x, GATHER_IDX, 1)]),
+         [(S,)], numba=False),
+    Case("scatter_index_writes", lambda m, x, s: m.stack([
+        x.scatter(0, m.tensor(SCATTER_IDX), s), x.scatter(1, m.tensor(SCATTER_IDX.T[:3]), 0.5),
+        x.scatter_add(0, m.tensor(SCATTER_IDX), s), x.index_add(0, m.tensor([2, 2]), s, alpha=2.0),
+        m.index_copy(x, 0, m.tensor([2, 0]), s), x.index_fill(1, m.tensor([0, 2]), -1.5),
+        x.masked_scatter(m.from_numpy(MASK), s)]),
+         lambda x, s: np.stack(_writes(x, s)), [(S, (2, 4))], numba=False),
+    Case("order_statistics", lambda m, x: _flat_cat(m, [
+        m.cummax(x, 1).values, x.cummin(0)[0], x.logcumsumexp(1), x.median(), x.median(1).values, m.nanmedian(x, 0)[0],
+        x.kthvalue(2, 1).values, x.mode(1).values]),
+         lambda x: _np_cat([
+             np.maximum.accumulate(x, 1), np.minimum.accumulate(x, 0), np.logaddexp.accumulate(x, 1),
+             np.sort(x, None)[5], np.sort(x, 1)[:, 1], np.sort(x, 0)[1], np.sort(x, 1)[:, 1], x.min(1)]),
+         [(S,)], numba=False),
+    Case("quantiles", lambda m, x: _flat_cat(m, [
+        x.quantile(0.3), x.quantile(m.tensor([0.25, 0.625]).to(x.dtype), dim=1), m.nanquantile(x, 0.5, 0, keepdim=True),
+        x.quantile(0.4, 1, interpolation="midpoint"), x.quantile(0.7, 0, interpolation="nearest")]),
+         lambda x: _np_cat([
+             np.quantile(x, 0.3), np.quantile(x, [0.25, 0.625], 1), np.quantile(x, 0.5, 0, keepdims=True),
+             np.quantile(x, 0.4, 1, method="midpoint"), np.quantile(x, 0.7, 0, method="nearest")]),
+         [(S,)], numba=False),
+    Case("inplace_reshapes", _inplace_reshapes, np.tril, [(S,)],
+         notes="tril_, then unsqueeze_, transpose_, squeeze_ and t_ back to the input's shape (grad_fn TBackward1)",
+         numba=False),
+    Case("order_indices", lambda m, x: m.cat([
+        m.searchsorted(m.tensor([-1.0, 0.0, 1.0]).to(x.dtype), x.flatten()), m.bucketize(x.flatten(), m.tensor(
+            [-0.5, 0.5]).to(x.dtype), right=True), m.histc(x, 4, -1, 1).long(), x.kthvalue(2, 1).indices, m.cummax(
+            x, 1).indices.flatten(), x.cummin(0).indices.flatten(), x.median(1).indices, x.mode(1).indices]),
+         lambda x: np.concatenate([
+             np.searchsorted([-1.0, 0.0, 1.0], x.ravel()), np.searchsorted([-0.5, 0.5], x.ravel(), "right"),
+             np.histogram(x, 4, (-1, 1))[0], np.argsort(x, 1)[:, 1], _running_arg(x, 1, np.argmax).ravel(),
+             _running_arg(x, 0, np.argmin).ravel(), np.argsort(x, 1)[:, 1], x.argmin(1)]), [(S,)], grad=False),
 ]
 
 # ---------------------------------------------------------------- nn-more rows: reflection padding, unfold and fold
@@ -344,6 +483,44 @@ CASES += [
          _reflect_fold_unfold, [((1, 2, 3, 4),)]),
 ]
 
+
+# ---------------------------------------------------------------- linalg rows: solves, decompositions (numpy.linalg)
+def _well_posed(a):
+    return a + 3 * np.eye(a.shape[-1])  # diagonally heavy: invertible, distinct singular values
+
+
+def _spd(a):
+    return a @ a.T + 3 * np.eye(a.shape[-1])
+
+
+def _linalg_solves(m, a, b):
+    a = a + 3 * m.eye(3, dtype=a.dtype)
+    return m.cat([m.linalg.inv(a).reshape(-1), m.linalg.solve(a, b).reshape(-1), m.linalg.det(a).reshape(1),
+                  m.linalg.slogdet(a)[1].reshape(1), m.linalg.pinv(a).reshape(-1)])
+
+
+def _linalg_decompositions(m, a):
+    s = a @ a.mT + 3 * m.eye(3, dtype=a.dtype)
+    w, v = m.linalg.eigh(s)
+    u, sv, vh = m.linalg.svd(a + 3 * m.eye(3, dtype=a.dtype))
+    q, r = m.linalg.qr(a)
+    # sign-free quantities: eigenvectors and singular vectors are defined up to sign
+    return m.cat([m.linalg.cholesky(s).reshape(-1), m.linalg.eigvalsh(s), ((v * w) @ v.mT).reshape(-1),
+                  m.linalg.svdvals(a), ((u * sv) @ vh).reshape(-1), (q @ r).reshape(-1)])
+
+
+CASES += [
+    Case("linalg_solves", _linalg_solves, lambda a, b: np.concatenate([
+        np.linalg.inv(_well_posed(a)).ravel(), np.linalg.solve(_well_posed(a), b).ravel(),
+        [np.linalg.det(_well_posed(a))], [np.linalg.slogdet(_well_posed(a))[1]],
+        np.linalg.pinv(_well_posed(a)).ravel()]),
+         [((3, 3), (3, 2))], numba=False),
+    Case("linalg_decompositions", _linalg_decompositions, lambda a: np.concatenate([
+        np.linalg.cholesky(_spd(a)).ravel(), np.linalg.eigvalsh(_spd(a)), _spd(a).ravel(),
+        np.linalg.svd(a, compute_uv=False), _well_posed(a).ravel(), a.ravel()]), [((3, 3),)], numba=False,
+         notes="eigen- and singular vectors enter through sign-free products"),
+]
+
 GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])
 
 # Rows whose eager output has no grad_fn, so there is no gradient to compare (forward checks only).
@@ -355,6 +532,7 @@ NOT_DIFFERENTIABLE = {
     "argmax": "int64 indices",
     "argmax_dim": "int64 indices",
     "argmin_dim": "int64 indices",
+    "order_indices": "int64 indices and counts",
 }
 
 
@@ -376,10 +554,13 @@ def make_inputs(case, shapes, dtype=np.float64) -> list:
     return [np.asarray(DOMAINS[case.domain](rng, shape), dtype) for shape in shapes]
 
 
-def variants():
-    """(case, shapes) pairs with readable ids, for pytest.mark.parametrize."""
+def variants(numba: bool = False):
+    """(case, shapes) pairs with readable ids, for pytest.mark.parametrize (`numba=True`: the rows the numba
+    backend's test runs)."""
     params, ids = [], []
     for case in CASES:
+        if numba and not case.numba:
+            continue
         for shapes, id_ in zip(case.shapes, case.ids()):
             params.append((case, shapes))
             ids.append(id_)

@@ -71,7 +71,8 @@ def test_every_primitive_is_exercised_by_the_table():
     i, b = tg.tensor([5, -3, 8]), tg.tensor([True, False, True])
     for r in (i // 2, i % 3, i & 6, i | 1, i ^ 3, ~i, b & b, b | ~b, b ^ b, i != 2, i <= 1, i >= 1, i.isnan()):
         assert r.shape == (3,)
-    for r in (tg.rand(3), tg.randn(3), tg.randint(0, 5, (3,)), tg.randperm(3)):  # random draws
+    for r in (tg.rand(3), tg.randn(3), tg.randint(0, 5, (3,)), tg.randperm(3),  # random draws
+              tg.multinomial(tg.ones(3), 3)):
         assert r.shape == (3,)
     untested = set(REGISTRY) - tracegrad._tensor.OPS_SEEN
     assert not untested, f"primitives without an op-table row: {sorted(untested)}"

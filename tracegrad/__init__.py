@@ -173,12 +173,79 @@ globals().update({_name: _with_out(globals()[_name], _name) for _name in _OUT_FU
 from . import linalg  # noqa: E402, I001 - a block of its own, kept apart for merging
 from .linalg import det, inverse, logdet, matrix_power, pinverse, slogdet  # noqa: E402
 from .linalg import torch_cholesky as cholesky  # noqa: E402
-from .linalg import torch_cross as cross  # noqa: E402
-from .linalg import torch_diagonal as diagonal  # noqa: E402
 from .linalg import torch_qr as qr  # noqa: E402
 from .linalg import torch_svd as svd  # noqa: E402
 from .sampling import multinomial  # noqa: E402
 # ---- end of the linalg-optim block
+
+# ---- shape-more block: structure, selection and order-statistics ops at the top level
+# isort: split
+from .ops.functions import (  # noqa: E402
+    argwhere,
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    bincount,
+    block_diag,
+    bucketize,
+    cartesian_prod,
+    cdist,
+    column_stack,
+    cross,
+    cummax,
+    cummin,
+    diag,
+    diag_embed,
+    diagflat,
+    diagonal,
+    dstack,
+    flip,
+    fliplr,
+    flipud,
+    histc,
+    hstack,
+    index_add,
+    index_copy,
+    index_fill,
+    index_select,
+    kron,
+    kthvalue,
+    logcumsumexp,
+    masked_scatter,
+    masked_select,
+    median,
+    meshgrid,
+    mode,
+    moveaxis,
+    movedim,
+    nanmedian,
+    nanquantile,
+    narrow,
+    nonzero,
+    quantile,
+    ravel,
+    repeat_interleave,
+    roll,
+    rot90,
+    row_stack,
+    scatter,
+    scatter_add,
+    searchsorted,
+    take,
+    take_along_dim,
+    tensordot,
+    tile,
+    tril,
+    tril_indices,
+    triu,
+    triu_indices,
+    unique,
+    unique_consecutive,
+    vstack,
+)
+
+# isort: split
+# ---- end of the shape-more block
 
 from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402

@@ -475,32 +475,7 @@ def cross(input: Tensor, other: Tensor, *, dim: int = -1) -> Tensor:  # noqa: A0
     if a.shape[d] != 3 or b.shape[d] != 3:
         raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {a.shape[d]} and "
                            f"{b.shape[d]}")
-    a, b = F.broadcast_to(a, shape), F.broadcast_to(b, shape)
-
-    def part(t, i):
-        return F.getitem(t, (slice(None),) * d + (slice(i, i + 1),))
-
-    a0, a1, a2 = (part(a, i) for i in range(3))
-    b0, b1, b2 = (part(b, i) for i in range(3))
-    out = F.cat([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], d)
-    return _named(out, "LinalgCrossBackward0")
-
-
-def torch_cross(input: Tensor, other: Tensor, dim=None) -> Tensor:  # noqa: A002 - PyTorch's name
-    """`torch.cross`: as `linalg.cross`, but without `dim` it takes the first dim of size 3 (with PyTorch's
-    deprecation warning).
-
-    >>> import tracegrad as tg
-    >>> tg.cross(tg.eye(3), tg.ones(3, 3), dim=1)[0]
-    tensor([ 0., -1.,  1.])
-    """
-    if dim is None:
-        warnings.warn("Using torch.cross without specifying the dim arg is deprecated.\nPlease either pass the dim "
-                      "explicitly or simply use torch.linalg.cross.\nThe default value of dim will change to agree "
-                      "with that of linalg.cross in a future release.", UserWarning, stacklevel=2)
-        shape = broadcast_shapes("cross", tuple(input.shape), tuple(other.shape))
-        dim = next((i for i, n in enumerate(shape) if n == 3), -1)
-    return cross(input, other, dim=dim)
+    return F.cross(a, b, dim=d)
 
 
 def vecdot(x: Tensor, y: Tensor, *, dim: int = -1) -> Tensor:
@@ -589,31 +564,9 @@ def diagonal(A: Tensor, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> T
     >>> tg.linalg.diagonal(tg.arange(9.0).reshape(3, 3), offset=1)
     tensor([1., 5.])
     """
-    return torch_diagonal(A, offset, dim1, dim2)
+    return F.diagonal(A, offset, dim1, dim2)
 
 
-def torch_diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:  # noqa: A002
-    """`torch.diagonal` (and ``Tensor.diagonal``): `linalg.diagonal` with dims (0, 1) by default.
-
-    >>> import tracegrad as tg
-    >>> tg.arange(6.0).reshape(2, 3).diagonal()
-    tensor([0., 4.])
-    """
-    x = _tensor(input)
-    d1 = normalize_dim("diagonal", dim1, x.ndim)
-    d2 = normalize_dim("diagonal", dim2, x.ndim)
-    if d1 == d2:
-        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    rest = [d for d in range(x.ndim) if d not in (d1, d2)]
-    t = F.permute(x, *rest, d1, d2)
-    n, m = t.shape[-2:]
-    length = builtins.max(builtins.min(n, m - offset) if offset >= 0 else builtins.min(n + offset, m), 0)
-    rows = np.arange(length) + builtins.max(-offset, 0)
-    cols = np.arange(length) + builtins.max(offset, 0)
-    return _named(F.getitem(t, (Ellipsis, rows, cols)), "DiagonalBackward0")
-
-
-# ------------------------------------------------------------------------------------------ torch.* aliases
 def inverse(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
     """`torch.inverse`: `linalg.inv`.
 
@@ -689,6 +642,6 @@ def torch_qr(input: Tensor, some: bool = True):  # noqa: A002 - PyTorch's name
 
 # ------------------------------------------------------------------------------------------ Tensor methods
 for _name, _fn in {"inverse": inverse, "det": det, "logdet": logdet, "slogdet": slogdet, "cholesky": torch_cholesky,
-                   "pinverse": pinverse, "matrix_power": matrix_power, "cross": torch_cross,
-                   "diagonal": torch_diagonal, "svd": torch_svd, "qr": torch_qr}.items():
+                   "pinverse": pinverse, "matrix_power": matrix_power,
+                   "svd": torch_svd, "qr": torch_qr}.items():
     setattr(Tensor, _name, _fn)

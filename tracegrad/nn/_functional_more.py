@@ -328,8 +328,8 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
     n, c = x.shape[0], x.shape[1] // (k[0] * k[1])
     ih, iw = _block_index(k, d, s, out_hw)
     cols = x.reshape(n, c, k[0], k[1], out_hw[0], out_hw[1])
-    padded = T.index_add(cols, (n, c, hw[0] + 2 * p[0], hw[1] + 2 * p[1]),
-                         T.normalize_index((slice(None), slice(None), ih, iw)))
+    padded = T.index_add_raw(cols, (n, c, hw[0] + 2 * p[0], hw[1] + 2 * p[1]),
+                             T.normalize_index((slice(None), slice(None), ih, iw)))
     out = padded[:, :, p[0]:p[0] + hw[0], p[1]:p[1] + hw[1]] if p != (0, 0) else padded
     return _named(out if input.ndim == 3 else out.squeeze(0), "Col2ImBackward0")
 

@@ -1,8 +1,9 @@
 """The user-facing ops in one namespace, and their binding as Tensor methods.
 
 The ops live by area: `base` (operands, promotion, dtype conversions), `shaping`, `arithmetic` (with
-comparisons and logic), `reductions`, `indexing`, `inplace`, `convolution`; each is a primitive with PyTorch's
-type promotion or a composite built from primitives.
+comparisons and logic), `reductions`, `indexing`, `inplace`, `convolution`, `structure` (flips, triangles,
+diagonals, repeats, stacks), `selection` (nonzero, index_select, scatter, ...) and `statistics` (unique, median,
+quantile, ...); each is a primitive with PyTorch's type promotion or a composite built from primitives.
 
 Every function here is also a Tensor method (`tracegrad.exp(x)` and `x.exp()`).
 A composite's result gets the composite's backward name (`SubBackward0`), although its graph is made
@@ -106,7 +107,7 @@ from .convolution import (  # noqa: F401 - the ops' one namespace
 from .indexing import (  # noqa: F401 - the ops' one namespace
     getitem,
     getitem_raw,
-    index_add,
+    index_add_raw,
     index_put,
     masked_fill,
     normalize_index,
@@ -210,6 +211,102 @@ from .sorting import (  # noqa: E402, F401 - the ops' one namespace
 
 _METHODS += "dot mv bmm addmv baddbmm outer trace cumsum cumprod prod diff sort argsort topk gather".split()  # ops-api
 
+# ------------------------------------------------------------------------------------------ shape-more block
+from .selection import (  # noqa: E402, F401 - the ops' one namespace
+    argwhere,
+    index_add,
+    index_add_,
+    index_copy,
+    index_copy_,
+    index_fill,
+    index_fill_,
+    index_select,
+    masked_scatter,
+    masked_scatter_,
+    masked_select,
+    nonzero,
+    scatter,
+    scatter_,
+    scatter_add,
+    scatter_add_,
+    take,
+    take_along_dim,
+)
+from .statistics import (  # noqa: E402, F401 - the ops' one namespace
+    bincount,
+    bucketize,
+    cummax,
+    cummin,
+    histc,
+    kthvalue,
+    logcumsumexp,
+    logcumsumexp_raw,
+    median,
+    mode,
+    nanmedian,
+    nanquantile,
+    quantile,
+    searchsorted,
+    unique,
+    unique_consecutive,
+)
+from .structure import (  # noqa: E402, F401 - the ops' one namespace
+    H,
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    block_diag,
+    cartesian_prod,
+    cdist,
+    column_stack,
+    cross,
+    data_ptr,
+    diag,
+    diag_embed,
+    diagflat,
+    diagonal,
+    dstack,
+    flip,
+    fliplr,
+    flipud,
+    hstack,
+    is_contiguous,
+    kron,
+    meshgrid,
+    moveaxis,
+    movedim,
+    narrow,
+    ravel,
+    repeat,
+    repeat_interleave,
+    roll,
+    rot90,
+    row_stack,
+    squeeze_,
+    stride,
+    t_,
+    tensordot,
+    tile,
+    transpose_,
+    tril,
+    tril_,
+    tril_indices,
+    triu,
+    triu_,
+    triu_indices,
+    unfold,
+    unsqueeze_,
+    vstack,
+)
+
+_METHODS += """flip fliplr flipud roll rot90 tril triu tril_ triu_ diag diagonal diag_embed diagflat tile repeat
+repeat_interleave kron cross narrow movedim moveaxis ravel unfold squeeze_ unsqueeze_ t_ transpose_ is_contiguous stride
+data_ptr nonzero argwhere masked_select index_select take take_along_dim scatter scatter_ scatter_add scatter_add_
+index_add index_add_ index_copy index_copy_ index_fill index_fill_ masked_scatter masked_scatter_ unique
+unique_consecutive bincount histc cummax cummin logcumsumexp median nanmedian mode quantile nanquantile
+kthvalue""".split()  # shape-more
+# ------------------------------------------------------------------------------------------ end of the shape-more block
+
 
 def _mT(x: Tensor) -> Tensor:
     """Swap the last two dims (`x.mT`); a fast path of `transpose(x, -2, -1)`, used by linear and matmul's VJP."""
@@ -247,3 +344,4 @@ def _bind_methods():
 
 _bind_methods()
 Tensor.addmm, Tensor.trace = addmm, trace  # layers-graph
+Tensor.H, Tensor.mH = property(H), property(_mT)  # shape-more (mH is mT: tracegrad has no complex dtypes)

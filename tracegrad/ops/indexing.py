@@ -79,7 +79,7 @@ def getitem(x: Tensor, index) -> Tensor:
     return _named(out, "SliceBackward0" if builtins.any(isinstance(i, slice) for i in index) else "SelectBackward0")
 
 
-def index_add(g: Tensor, shape, index, *idx) -> Tensor:
+def index_add_raw(g: Tensor, shape, index, *idx) -> Tensor:
     """Zeros of `shape` with `g` added at `index` (repeats accumulate); getitem's VJP.
 
     `idx` are index tensors filling the `Slot`s of `index` (see `primitives.getitem`)."""

@@ -418,7 +418,7 @@ def _nll_vjp(g, out, x, t, *w, reduction, ignore_index, i):
     weights = keep.to(x.dtype) if not w else fns.where(keep, fns.getitem_raw(w[0], (P.Slot(0),), (safe,)), 0.0)
     if reduction == "mean":
         g = g / weights.sum()
-    return fns.index_add(-(g * weights), x.shape, nll_index(x.shape), safe)
+    return fns.index_add_raw(-(g * weights), x.shape, nll_index(x.shape), safe)
 
 
 # NOTE: the target and the weights are inputs (a compiled graph reads each call's), not autograd edges: PyTorch's

@@ -359,7 +359,7 @@ def _index_infer(x, *idx, index):
 # VJPs pass them on; `saves` lists more index inputs than any op has (the extra positions are ignored).
 _IDX = (1, 2, 3, 4, 5, 6, 7, 8)
 getitem = register(Op("getitem", M, lambda x, *idx, index: x[fill_index(index, idx)], _index_infer,
-                      (lambda g, out, x, *idx, index, i=0: _F().index_add(g, x.shape, index, *idx),),
+                      (lambda g, out, x, *idx, index, i=0: _F().index_add_raw(g, x.shape, index, *idx),),
                       saves=_IDX, backward_name="IndexBackward0"))
 
 

@@ -331,6 +331,20 @@ class Tracer:
             view[3] = self.value_of(parent)
         self.val[id(x)] = (x, new)
 
+    def reshape_in_place(self, x: Tensor, res: Tensor, what: str) -> None:
+        """`x.unsqueeze_(0)` and the like: x takes the shape and value of `res` (a movement op's result on x).
+        Only a tensor made in this call that no other view shares can: an argument's or captured tensor's shape is
+        part of what the graph was traced for, and a view's index would no longer fit."""
+        others = [v for v in self.family.get(id(x), ()) if v is not x and v is not res]
+        if id(x) not in self.born_ids or id(x) in self.views or others:
+            raise TraceError(f"{user_location()}: {what}() changes the shape of a tensor in place inside a traced "
+                             f"function, which works only on a tensor made in the call that no view shares; write "
+                             f"x = x.{what[:-1]}(...) instead")
+        self.val[id(x)] = (x, self.value_of(res))
+        self.views.pop(id(res), None)  # res was x's view only until x took its place
+        if id(x) in self.family:
+            self.family[id(x)] = [v for v in self.family[id(x)] if v is not res]
+
     def concretize(self, t: Tensor, what: str) -> None:
         """Python asked for the value of `t` (bool(), item(), ...): specialize on it behind a guard."""
         if id(t) not in self.val and id(t) in self.born_ids:
@@ -347,8 +361,9 @@ class Tracer:
                 f"the value as a static Python argument, or compile without strict=True to specialize on it behind "
                 f"a guard.")
         data = t._data
+        # a 0-dim value (a size read by nonzero, unique, ...) is guarded as a number: readable in retrace reasons
         expected = (bool(data.reshape(())) if what == "bool" else data.reshape(()).item()) \
-            if what in ("bool", "item") else np.array(data, copy=True)
+            if what in ("bool", "item") or data.ndim == 0 else np.array(data, copy=True)
         self.graph.guards.append(Guard(v, expected, what, loc))
 
     # ------------------------------------------------------------------ custom autograd Functions
@@ -404,6 +419,10 @@ class Tracer:
             return self.item(t)
         with no_grad():
             return [self.tolist(t[i]) for i in range(t._data.shape[0])]
+
+    def is_constant(self, t: Tensor) -> bool:
+        """Whether `t` holds the same value at every call (made in the call without data, or a constant)."""
+        return self._is_constant(t)
 
     def _is_constant(self, t: Tensor) -> bool:
         return (id(t) not in self.val and id(t) in self.born_ids) or self.value_of(t) in self.graph.consts
