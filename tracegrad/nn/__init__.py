@@ -42,3 +42,26 @@ from .layers import Upsample  # noqa: E402
 from .loss import HuberLoss, SmoothL1Loss  # noqa: E402
 
 __all__ += ["Upsample", "SmoothL1Loss", "HuberLoss"]
+
+# math-more block: activation modules
+from .layers import (  # noqa: E402
+    CELU,
+    ELU,
+    GLU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    Mish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softmin,
+    Softplus,
+    Softsign,
+    Threshold,
+)
+
+__all__ += ["SiLU", "ELU", "SELU", "CELU", "Softplus", "Softsign", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
+            "Mish", "GLU", "Softmin", "PReLU", "Threshold", "LogSigmoid"]
