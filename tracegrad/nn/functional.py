@@ -631,13 +631,14 @@ def _maybe_inplace(x: Tensor, inplace: bool, name: str, fn, inplace_node: str | 
 
 def _elu(x: Tensor, alpha: float, scale: float = 1.0, input_scale: float = 1.0) -> Tensor:
     """PyTorch's elu kernel: x * scale where x > 0, else expm1(x * input_scale) * alpha * scale."""
-    pos = x > 0
-    # NOTE: expm1 of the clamped input: expm1 of a large positive x overflows, and the masked branch's gradient
-    # would be 0 * inf = nan
-    neg = T.where(pos, 0.0, x)
+    # NOTE: x <= 0 picks the exponential branch, so nan takes the linear one (its gradient passes), as in PyTorch;
+    # expm1 sees 0 in place of x > 0: expm1 of a large x overflows, and the masked branch's gradient would be
+    # 0 * inf = nan
+    nonpos = x <= 0
+    neg = T.where(nonpos, x, 0.0)
     neg = T.expm1(neg if input_scale == 1 else neg * input_scale)
     neg = neg if alpha * scale == 1 else neg * (alpha * scale)
-    return T.where(pos, x if scale == 1 else x * scale, neg)
+    return T.where(nonpos, neg, x if scale == 1 else x * scale)
 
 
 def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
@@ -715,15 +716,24 @@ def relu6(x: Tensor, inplace: bool = False) -> Tensor:
 def hardsigmoid(x: Tensor, inplace: bool = False) -> Tensor:
     """relu6(x + 3) / 6."""
     _float_only(x, "hardsigmoid")
+    # NOTE: PyTorch's gradient passes strictly inside (-3, 3); nan gives nan with a zero gradient (t * 0)
     return _maybe_inplace(x, inplace, "hardsigmoid_", lambda t: _named(
-        T.where(t <= -3.0, 0.0, T.where(t >= 3.0, 1.0, (t + 3.0) / 6.0)), "HardsigmoidBackward0"))
+        T.where(t <= -3.0, 0.0, T.where(t < 3.0, (t + 3.0) / 6.0, T.where(t >= 3.0, 1.0, t * 0.0))),
+        "HardsigmoidBackward0"))
 
 
 def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
     """x * relu6(x + 3) / 6."""
     _float_only(x, "hardswish")
-    return _maybe_inplace(x, inplace, "hardswish_", lambda t: _named(
-        T.where(t <= -3.0, 0.0, T.where(t >= 3.0, t, t * (t + 3.0) / 6.0)), "HardswishBackward0"))
+    return _maybe_inplace(x, inplace, "hardswish_", lambda t: _named(_hardswish(t), "HardswishBackward0"))
+
+
+def _hardswish(t: Tensor) -> Tensor:
+    # NOTE: PyTorch's gradient: 0 up to -3, x / 3 + 1/2 below 3, else 1 (nan too); the quadratic reads x only
+    # below 3, or its masked-out gradient would be 0 * nan = nan at nan
+    below = t < 3.0
+    u = T.where(below, t, 0.0)
+    return T.where(t <= -3.0, 0.0, T.where(below, u * (u + 3.0) / 6.0, t))
 
 
 def glu(x: Tensor, dim: int = -1) -> Tensor:
