@@ -259,6 +259,8 @@ from .mathops import (  # noqa: E402, F401 - the ops' one namespace
 )
 
 globals().update(INPLACE)
+negative, absolute = neg, abs  # PyTorch's numpy-style method names
+_METHODS += ["negative", "absolute"]
 _METHODS += """floor ceil round trunc fix frac fmod log2 log10 exp2 expm1 tan atan asin acos atan2 arctan2 sinh cosh
 asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh hypot reciprocal isinf isfinite isposinf isneginf
 nan_to_num clamp_min clamp_max logaddexp xlogy count_nonzero""".split() + list(INPLACE)
