@@ -97,6 +97,20 @@ def _setitem(m, x, v):
     return y
 
 
+def _quiet(ref):
+    """`ref` without numpy's warnings (the math-more references compute log(0), log(-1) and 1/0 on purpose)."""
+    def run(*arrays):
+        with np.errstate(all="ignore"):
+            return ref(*arrays)
+    return run
+
+
+def _inplace_math(m, x):
+    y = x * 1.0  # a non-leaf, so each write is recorded as an in-place op
+    y.sinh_().arctan_().clamp_min_(0.1).square_().log_().neg_().add_(5.0).reciprocal_()
+    return y
+
+
 def _reduce(loss, reduction):
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
@@ -519,6 +533,43 @@ CASES += [
         np.linalg.cholesky(_spd(a)).ravel(), np.linalg.eigvalsh(_spd(a)), _spd(a).ravel(),
         np.linalg.svd(a, compute_uv=False), _well_posed(a).ravel(), a.ravel()]), [((3, 3),)], numba=False,
          notes="eigen- and singular vectors enter through sign-free products"),
+    # ---------------------------------------------------------------- math-more rows: grouped, one variant each
+    Case("rounding", lambda m, x: m.stack([x.floor(), m.ceil(x), x.round(), m.trunc(x), m.fix(x), x.frac(),
+                                           m.round(x * 4, decimals=1), x.round(decimals=-1)]),
+         lambda x: np.stack([np.floor(x), np.ceil(x), np.round(x), np.trunc(x), np.trunc(x), x - np.trunc(x),
+                             np.round(x * 4, 1), np.round(x, -1)]), [(S,)], domain="big",
+         notes="zero gradients, as PyTorch's (frac's is 1); inputs far from the .5 ties"),
+    Case("transcendental", lambda m, x: m.stack([x.asin(), m.acos(x), x.atan(), m.arctanh(x), (x + 1).acosh(),
+                                                 m.asinh(x), x.tan(), x.sinh(), m.cosh(x), x.log2(), m.log10(x),
+                                                 m.exp2(x), x.expm1(), m.log1p(x), x.reciprocal()]),
+         lambda x: np.stack([np.arcsin(x), np.arccos(x), np.arctan(x), np.arctanh(x), np.arccosh(x + 1),
+                             np.arcsinh(x), np.tan(x), np.sinh(x), np.cosh(x), np.log2(x), np.log10(x), np.exp2(x),
+                             np.expm1(x), np.log1p(x), 1 / x]), [(S,)], domain="unit"),
+    Case("binary_math", lambda m, a, b: m.stack([m.atan2(a, b), m.hypot(a, b), m.logaddexp(a, b), m.fmod(a, b),
+                                                 m.xlogy(a, b.abs())]),
+         lambda a, b: np.stack([np.arctan2(a, b), np.hypot(a, b), np.logaddexp(a, b), np.fmod(a, b),
+                                a * np.log(np.abs(b))]), [(S, (4,))],
+         domain="away", grad2=False, notes="fmod's gradient, as remainder's, is checked away from its jumps"),
+    Case("nonfinite", lambda m, x: m.cat([m.nan_to_num(x.detach().log(), nan=0.5).clamp(min=-1e30),
+                                          m.nan_to_num(1 / x.detach().log(), neginf=-2.0),
+                                          m.stack([m.isinf(x.log()), m.isfinite(x.log()), m.isposinf(1 / x),
+                                                   m.isneginf(x.log())]).to(x.dtype).flatten()]),
+         _quiet(lambda x: np.concatenate([np.maximum(np.nan_to_num(np.log(x), nan=0.5), -1e30),
+                                          np.nan_to_num(1 / np.log(x), neginf=-2.0),
+                                          np.stack([np.isinf(np.log(x)), np.isfinite(np.log(x)), np.isposinf(1 / x),
+                                                    np.isneginf(np.log(x))]).ravel()])),
+         [((7,),)], domain="zeros", grad=False, notes="nan, infinities (the defaults clamped); no gradient"),
+    Case("inplace_math", _inplace_math, lambda x: 1 / (5 - np.log(np.maximum(np.arctan(np.sinh(x)), 0.1) ** 2)),
+         [(S,)]),
+    Case("activations", lambda m, x: m.stack([m.nn.functional.elu(x, 0.7), m.nn.functional.hardswish(x * 4),
+                                              m.nn.functional.softplus(x, beta=2.0, threshold=1.0),
+                                              m.nan_to_num(x.log() * 2, nan=0.5) + m.clamp_min(x, 0.2)]),
+         _quiet(lambda x: np.stack([np.where(x > 0, x, 0.7 * np.expm1(x)), 4 * x * np.clip(4 * x + 3, 0, 6) / 6,
+                                    np.where(2 * x > 1, x, np.logaddexp(0, 2 * x) / 2),
+                                    np.nan_to_num(np.log(x) * 2, nan=0.5) + np.maximum(x, 0.2)])),
+         [(S,)], domain="away", notes="masked branches (expm1, logaddexp, log) with finite gradients; the other "
+                                      "activations are rows of tests/test_nn_functional.py"),
+    # ---------------------------------------------------------------- end of the math-more rows
 ]
 
 GATHER_IDX = np.array([[3, 0], [1, 1], [0, 2]])
@@ -533,6 +584,7 @@ NOT_DIFFERENTIABLE = {
     "argmax_dim": "int64 indices",
     "argmin_dim": "int64 indices",
     "order_indices": "int64 indices and counts",
+    "nonfinite": "of detached inputs, and bool results",  # math-more
 }
 
 

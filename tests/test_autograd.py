@@ -531,10 +531,14 @@ def test_integer_division_by_zero_raises_as_pytorch(name, fn, divisor):
 
 @pytest.mark.parametrize("backend", ["interpret", "numba"])
 def test_compiled_integer_division_by_zero_raises_too(backend):
-    c = tg.compile(lambda a, b: (a // b + a % b) * 2, backend=backend, **({"tiered": False} if backend == "numba"
-                                                                            else {}))
-    assert c(tg.tensor([5, -7]), tg.tensor([2, 3])).tolist() == [(2 + 1) * 2, (-3 + 2) * 2]
+    c = tg.compile(lambda a, b: (a // b + a % b + tg.fmod(a, b)) * 2, backend=backend,
+                   **({"tiered": False} if backend == "numba" else {}))
+    assert c(tg.tensor([5, -7]), tg.tensor([2, 3])).tolist() == [(2 + 1 + 1) * 2, (-3 + 2 - 1) * 2]
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        c(tg.tensor([5, -7]), tg.tensor([2, 0]))
+    c = tg.compile(lambda a, b: tg.fmod(a, b) * 2, backend=backend, **({"tiered": False} if backend == "numba" else {}))
+    assert c(tg.tensor([5, -7]), tg.tensor([2, 3])).tolist() == [2, -2]
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # fmod of integers stays out of the kernels
         c(tg.tensor([5, -7]), tg.tensor([2, 0]))
 
 

@@ -250,6 +250,9 @@ def _bce(x, t, w=None, reduction="mean"):
     return _reduce(loss if w is None else loss * w, reduction)
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
 def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)  # stable for any |x|
 
@@ -300,6 +303,32 @@ def _cases():
         Case("log_softmax", lambda ns, x: ns.F.log_softmax(x, dim=1), lambda x: _log_softmax(x, 1),
              act_shapes[:2]),
         Case("log_softmax_0", lambda ns, x: ns.F.log_softmax(x, dim=0), lambda x: _log_softmax(x, 0), act_shapes),
+        # -------------------------------------------------------- math-more activations: one variant each
+        Case("silu", lambda ns, x: ns.F.silu(x), lambda x: x * _sigmoid(x), act_shapes[:1], grad2=True),
+        Case("elu", lambda ns, x: ns.F.elu(x, alpha=0.7), lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
+             act_shapes[:1], grad2=True),
+        Case("selu", lambda ns, x: ns.F.selu(x), lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(x)),
+             act_shapes[:1]),
+        Case("celu", lambda ns, x: ns.F.celu(x, 1.5), lambda x: np.where(x > 0, x, 1.5 * np.expm1(x / 1.5)),
+             act_shapes[:1]),
+        Case("softplus", lambda ns, x: ns.F.softplus(x * 8, beta=0.5, threshold=2.0),
+             lambda x: np.where(4 * x > 2, 8 * x, 2 * np.logaddexp(0, 4 * x)), act_shapes[:1], grad2=True),
+        Case("softsign", lambda ns, x: ns.F.softsign(x), lambda x: x / (1 + np.abs(x)), act_shapes[:1]),
+        Case("hardtanh", lambda ns, x: ns.F.hardtanh(x, -0.5, 0.8), lambda x: np.clip(x, -0.5, 0.8), act_shapes[:1],
+             domain="away"),
+        Case("relu6", lambda ns, x: ns.F.relu6(x * 5), lambda x: np.clip(x * 5, 0, 6), act_shapes[:1], domain="away"),
+        Case("hardsigmoid", lambda ns, x: ns.F.hardsigmoid(x * 5), lambda x: np.clip(x * 5 + 3, 0, 6) / 6,
+             act_shapes[:1], domain="away"),
+        Case("hardswish", lambda ns, x: ns.F.hardswish(x * 5), lambda x: x * 5 * np.clip(x * 5 + 3, 0, 6) / 6,
+             act_shapes[:1], domain="away"),
+        Case("mish", lambda ns, x: ns.F.mish(x), lambda x: x * np.tanh(np.logaddexp(0, x)), act_shapes[:1],
+             grad2=True),
+        Case("glu", lambda ns, x: ns.F.glu(x, dim=1), lambda x: x[:, :2] * _sigmoid(x[:, 2:]), act_shapes[:1]),
+        Case("softmin", lambda ns, x: ns.F.softmin(x, dim=1), lambda x: _softmax(-x, 1), act_shapes[:1]),
+        Case("prelu", lambda ns, x, w: ns.F.prelu(x, w), lambda x, w: np.where(x > 0, x, w[:, None] * x),
+             [((2, 3, 4), (3,))], domain="away"),
+        Case("threshold", lambda ns, x: ns.F.threshold(x, 0.1, 20.0), lambda x: np.where(x > 0.1, x, 20.0),
+             act_shapes[:1], domain="away"),
         Case("dropout_p0", lambda ns, x: ns.F.dropout(x, p=0.0, training=True), lambda x: x, act_shapes[:1]),
         Case("dropout_eval", lambda ns, x: ns.F.dropout(x, p=0.5, training=False), lambda x: x, act_shapes[:1]),
         Case("embedding", lambda ns, w: ns.F.embedding(ns.c(IDX), w), lambda w: w[IDX], [((4, 2),)]),

@@ -247,6 +247,63 @@ from .ops.functions import (  # noqa: E402
 # isort: split
 # ---- end of the shape-more block
 
+# ---- math-more block: elementwise math, aliases, std_mean/var_mean/count_nonzero, print options
+from .ops.functions import INPLACE as _INPLACE  # noqa: E402
+from .ops.functions import (  # noqa: E402
+    acos,
+    acosh,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    ceil,
+    clamp_max,
+    clamp_min,
+    cosh,
+    count_nonzero,
+    exp2,
+    expm1,
+    fix,
+    floor,
+    fmod,
+    frac,
+    hypot,
+    isfinite,
+    isinf,
+    isneginf,
+    isposinf,
+    log1p,
+    log2,
+    log10,
+    logaddexp,
+    nan_to_num,
+    reciprocal,
+    round,
+    sinh,
+    std_mean,
+    tan,
+    trunc,
+    var_mean,
+    xlogy,
+)
+from .printing import get_printoptions, printoptions, set_printoptions  # noqa: E402
+
+globals().update({_name: _with_out(globals()[_name], _name) for _name in """acos acosh arccos arccosh arcsin arcsinh
+arctan arctan2 arctanh asin asinh atan atan2 atanh ceil clamp_max clamp_min cosh exp2 expm1 fix floor fmod frac hypot
+log1p log2 log10 logaddexp nan_to_num reciprocal round sinh tan trunc xlogy""".split()})
+# torch.floor_ etc.: the in-place forms PyTorch's top level has (it has no fmod_, atan2_, sign_, ...)
+globals().update({_name: _fn for _name, _fn in _INPLACE.items() if _name[:-1] not in
+                  ("fmod", "atan2", "arctan2", "hypot", "floor_divide", "remainder", "absolute", "sign")})
+# ---- end of the math-more block
+
 from . import jit, models, nn, optim, utils  # noqa: E402 - after the tensor API they build on
 from .ir import Graph  # noqa: E402
 from .tracer import (  # noqa: E402 - the static-graph layer sits on the eager one

@@ -31,7 +31,7 @@ EPILOGUES = ("sum", "amax", "amin")
 # NOTE: numba has no float16 (its arrays and arithmetic raise NotImplementedError): a float16 value is never in a
 # kernel or a native segment; its node runs its numpy forward between segments, as in eager mode
 NATIVE_DTYPES = frozenset(d.name for d in dtypes.ALL if d is not dtypes.float16)
-_INTEGER_DIVISIONS = ("floor_divide", "div_floor", "remainder")
+_INTEGER_DIVISIONS = ("floor_divide", "div_floor", "remainder", "fmod")
 
 
 def fusible(node) -> bool:

@@ -63,3 +63,25 @@ from .module import ParameterDict, ParameterList  # noqa: E402
 __all__ += _layers_more + ["ParameterList", "ParameterDict", "KLDivLoss", "TripletMarginLoss", "MarginRankingLoss",
                            "HingeEmbeddingLoss", "CosineEmbeddingLoss", "SoftMarginLoss", "MultiLabelSoftMarginLoss",
                            "PoissonNLLLoss", "GaussianNLLLoss", "MultiMarginLoss"]
+# math-more block: activation modules
+from .layers import (  # noqa: E402
+    CELU,
+    ELU,
+    GLU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    Mish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softmin,
+    Softplus,
+    Softsign,
+    Threshold,
+)
+
+__all__ += ["SiLU", "ELU", "SELU", "CELU", "Softplus", "Softsign", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
+            "Mish", "GLU", "Softmin", "PReLU", "Threshold", "LogSigmoid"]

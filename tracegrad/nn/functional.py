@@ -589,6 +589,200 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
 __all__ += ["smooth_l1_loss", "huber_loss", "interpolate"]  # ops-api block
 
 
+# ---------------------------------------------------------------- math-more block: activations
+# Each is a composite of registry ops named as PyTorch's node; `inplace=True` writes the result into the input, as
+# PyTorch's in-place forms (and, as there, an input that is a leaf requiring grad is an error).
+from ..ops.inplace import _inplace  # noqa: E402
+from ..ops.shapes import normalize_dim  # noqa: E402
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _float_only(x: Tensor, kernel: str) -> None:
+    if not x.is_floating_point():
+        name = x.dtype.tensor_type.removesuffix("Tensor")
+        raise NotImplementedError(f'"{kernel}_cpu" not implemented for \'{name}\'')
+
+
+def _maybe_inplace(x: Tensor, inplace: bool, name: str, fn, inplace_node: str | None = None) -> Tensor:
+    if not inplace:
+        return fn(x)
+    out = _inplace(x, name, fn)
+    return _named(out, inplace_node) if inplace_node else out
+
+
+def _elu(x: Tensor, alpha: float, scale: float = 1.0, input_scale: float = 1.0) -> Tensor:
+    """PyTorch's elu kernel: x * scale where x > 0, else expm1(x * input_scale) * alpha * scale."""
+    # NOTE: x <= 0 picks the exponential branch, so nan takes the linear one (its gradient passes), as in PyTorch;
+    # expm1 sees 0 in place of x > 0: expm1 of a large x overflows, and the masked branch's gradient would be
+    # 0 * inf = nan
+    nonpos = x <= 0
+    neg = T.where(nonpos, x, 0.0)
+    neg = T.expm1(neg if input_scale == 1 else neg * input_scale)
+    neg = neg if alpha * scale == 1 else neg * (alpha * scale)
+    return T.where(nonpos, neg, x if scale == 1 else x * scale)
+
+
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x) - 1).
+
+    >>> import tracegrad as tg
+    >>> elu(tg.tensor([1.0, -1.0]))
+    tensor([ 1.0000, -0.6321])
+    """
+    _float_only(x, "elu")
+    return _maybe_inplace(x, inplace, "elu_", lambda t: _named(_elu(t, alpha), "EluBackward0"), "EluBackward1")
+
+
+def selu(x: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalizing constants (PyTorch's node is EluBackward0)."""
+    _float_only(x, "elu")
+    return _maybe_inplace(x, inplace, "selu_", lambda t: _named(_elu(t, _SELU_ALPHA, _SELU_SCALE), "EluBackward0"),
+                          "EluBackward1")
+
+
+def celu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x / alpha) - 1)."""
+    _float_only(x, "elu")
+    return _maybe_inplace(x, inplace, "celu_", lambda t: _named(_elu(t, alpha, 1.0, 1.0 / alpha), "CeluBackward0"),
+                          "CeluBackward1")
+
+
+def silu(x: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x) (swish)."""
+    _float_only(x, "silu")
+    return _maybe_inplace(x, inplace, "silu_", lambda t: _named(t * sigmoid(t), "SiluBackward0"))
+
+
+def _softplus(x: Tensor, beta: float = 1.0) -> Tensor:
+    bx = x if beta == 1 else x * beta
+    soft = T.logaddexp(bx, T._const(0.0, bx._data.dtype))  # log(1 + exp(bx)), without overflow
+    return soft if beta == 1 else soft / beta
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold.
+
+    >>> import tracegrad as tg
+    >>> softplus(tg.tensor([0.0, 30.0]))
+    tensor([ 0.6931, 30.0000])
+    """
+    _float_only(x, "softplus")
+    return _named(T.where((x if beta == 1 else x * beta) > threshold, x, _softplus(x, beta)), "SoftplusBackward0")
+
+
+def mish(x: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    _float_only(x, "mish")
+    return _maybe_inplace(x, inplace, "mish_", lambda t: _named(t * tanh(_softplus(t)), "MishBackward0"))
+
+
+def softsign(x: Tensor) -> Tensor:
+    """x / (1 + |x|) (a composite in PyTorch too: its node is DivBackward0)."""
+    return x / (x.abs() + 1)
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """x clamped to [min_val, max_val]; the gradient passes strictly inside, as PyTorch's."""
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return _maybe_inplace(x, inplace, "hardtanh_", lambda t: _named(
+        T.where(t <= min_val, min_val, T.where(t >= max_val, max_val, t)), "HardtanhBackward0"))
+
+
+def relu6(x: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6): hardtanh(x, 0, 6), as in PyTorch."""
+    return hardtanh(x, 0.0, 6.0, inplace)
+
+
+def hardsigmoid(x: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6."""
+    _float_only(x, "hardsigmoid")
+    # NOTE: PyTorch's gradient passes strictly inside (-3, 3); nan gives nan with a zero gradient (t * 0)
+    return _maybe_inplace(x, inplace, "hardsigmoid_", lambda t: _named(
+        T.where(t <= -3.0, 0.0, T.where(t < 3.0, (t + 3.0) / 6.0, T.where(t >= 3.0, 1.0, t * 0.0))),
+        "HardsigmoidBackward0"))
+
+
+def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6."""
+    _float_only(x, "hardswish")
+    return _maybe_inplace(x, inplace, "hardswish_", lambda t: _named(_hardswish(t), "HardswishBackward0"))
+
+
+def _hardswish(t: Tensor) -> Tensor:
+    # NOTE: PyTorch's gradient: 0 up to -3, x / 3 + 1/2 below 3, else 1 (nan too); the quadratic reads x only
+    # below 3, or its masked-out gradient would be 0 * nan = nan at nan
+    below = t < 3.0
+    u = T.where(below, t, 0.0)
+    return T.where(t <= -3.0, 0.0, T.where(below, u * (u + 3.0) / 6.0, t))
+
+
+def glu(x: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), where a and b are the two halves of x along `dim`."""
+    if x.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    d = normalize_dim("glu", dim, x.ndim)
+    if x.shape[d] % 2:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {d} is size {x.shape[d]}")
+    a, b = T.chunk(x, 2, d)
+    return _named(a * sigmoid(b), "GluBackward0")
+
+
+def softmin(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """softmax(-x) along `dim`."""
+    if dim is None:
+        warnings.warn("Implicit dimension choice for softmin has been deprecated. Change the call to include dim=X "
+                      "as an argument.", UserWarning, stacklevel=_stacklevel - 1)  # PyTorch's numbers: 3, 5 (Softmin)
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return softmax(-x, dim, dtype=dtype)
+
+
+def prelu(x: Tensor, weight: Tensor) -> Tensor:
+    """x where x > 0, else weight * x, with one weight, or one per channel (dim 1)."""
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if weight.numel() != 1 and weight.numel() != channels:
+        raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+                           f"{weight.numel()} and channel size = {channels}.")
+    w = weight.reshape(()) if weight.numel() == 1 else weight.reshape((channels,) + (1,) * (x.ndim - 2))
+    return _named(T.where(x > 0, x, w * x), "PreluKernelBackward0")
+
+
+def threshold(x: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value (nan stays nan)."""
+    return _maybe_inplace(x, inplace, "threshold_", lambda t: _named(T.where(t <= threshold, value, t),
+                                                                     "ThresholdBackward0"), "ThresholdBackward1")
+
+
+def elu_(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(x, alpha, inplace=True)
+
+
+def celu_(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(x, alpha, inplace=True)
+
+
+def selu_(x: Tensor) -> Tensor:
+    return selu(x, inplace=True)
+
+
+def hardtanh_(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(x, min_val, max_val, inplace=True)
+
+
+def threshold_(x: Tensor, threshold: float, value: float) -> Tensor:
+    return _threshold(x, threshold, value, inplace=True)  # (the argument hides the function's name here)
+
+
+_threshold = threshold
+
+
+__all__ += ["elu", "selu", "celu", "silu", "softplus", "mish", "softsign", "hardtanh", "relu6", "hardsigmoid",
+            "hardswish", "glu", "softmin", "prelu", "threshold", "elu_", "celu_", "selu_", "hardtanh_",
+            "threshold_"]
+# ---------------------------------------------------------------- end of the math-more block
+
+
 # ---------------------------------------------------------------- nn-more block: more layers, padding modes, losses
 # NOTE: imported last, since `_functional_more` uses the helpers above; its `pad` (all of PyTorch's modes) is
 # `pad` here too (conv2d's padding='same' calls it)

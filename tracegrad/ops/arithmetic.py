@@ -7,6 +7,7 @@ from .. import dtypes
 from .._tensor import Tensor, apply
 from ..autograd.grad_mode import is_grad_enabled
 from ..dtypes import result_type
+from . import math_primitives as MP
 from . import primitives as P
 from .base import _binary, _floating, _is_one, _named, _operand, _tensor
 from .registry import REGISTRY
@@ -102,8 +103,8 @@ exp, log, sqrt, tanh, sigmoid, log_sigmoid, sin, cos, erf = (
 
 
 def log1p(x: Tensor) -> Tensor:
-    """log(1 + x) as a composite: it loses relative precision for tiny |x| (there is no log1p primitive yet)."""
-    return _named(log(add(_floating(x), 1)), "Log1PBackward0")
+    """log(1 + x), accurate for tiny |x| (a registry primitive, `math_primitives.log1p`)."""
+    return apply(MP.log1p, _floating(x))
 
 
 def binary_cross_entropy_elementwise(x: Tensor, target: Tensor) -> Tensor:

@@ -308,6 +308,61 @@ kthvalue""".split()  # shape-more
 # ------------------------------------------------------------------------------------------ end of the shape-more block
 
 
+# ------------------------------------------------------------------------------------------ math-more block
+from .mathops import (  # noqa: E402, F401 - the ops' one namespace
+    INPLACE,
+    acos,
+    acosh,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    ceil,
+    clamp_max,
+    clamp_min,
+    cosh,
+    count_nonzero,
+    exp2,
+    expm1,
+    fix,
+    floor,
+    fmod,
+    frac,
+    hypot,
+    isfinite,
+    isinf,
+    isneginf,
+    isposinf,
+    log2,
+    log10,
+    logaddexp,
+    nan_to_num,
+    reciprocal,
+    round,
+    sinh,
+    std_mean,
+    tan,
+    trunc,
+    var_mean,
+    xlogy,
+)
+
+globals().update(INPLACE)
+negative, absolute = neg, abs  # PyTorch's numpy-style method names
+_METHODS += ["negative", "absolute"]
+_METHODS += """floor ceil round trunc fix frac fmod log2 log10 exp2 expm1 tan atan asin acos atan2 arctan2 sinh cosh
+asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh hypot reciprocal isinf isfinite isposinf isneginf
+nan_to_num clamp_min clamp_max logaddexp xlogy count_nonzero""".split() + list(INPLACE)
+# ------------------------------------------------------------------------------------------ end of the math-more block
+
 def _mT(x: Tensor) -> Tensor:
     """Swap the last two dims (`x.mT`); a fast path of `transpose(x, -2, -1)`, used by linear and matmul's VJP."""
     n = x._data.ndim

@@ -86,18 +86,10 @@ def _const(array: np.ndarray) -> Tensor:
     return Tensor._make(array)
 
 
-def tril(x: Tensor, k: int = 0) -> Tensor:
-    """The lower triangle of the last two dims (a product with a constant mask, so it is differentiable)."""
-    return x * _const(np.tril(np.ones(x.shape[-2:], x.dtype.np), k))
-
-
-def triu(x: Tensor, k: int = 0) -> Tensor:
-    return x * _const(np.triu(np.ones(x.shape[-2:], x.dtype.np), k))
-
-
-def diag_embed(v: Tensor) -> Tensor:
-    """Square matrices with `v` (..., n) on their diagonals."""
-    return v.unsqueeze(-1) * _const(np.eye(v.shape[-1], dtype=v.dtype.np))
+def _structure():
+    # NOTE: the VJPs use the user-facing tril/triu/diag_embed; bound lazily, as they import this package
+    from . import structure
+    return structure
 
 
 def _eye_like(v: Tensor) -> Tensor:
@@ -180,8 +172,8 @@ def _cholesky_forward(a):
 def _cholesky_vjp(g, out, a):
     # NOTE: PyTorch's formula (it assumes a symmetric perturbation of A): P = tril(L^T gL) with its strict lower
     # half averaged into the upper, then L^-T P L^-1
-    p = tril(out.mT @ g)
-    p = 0.5 * (p + tril(p, -1).mT)
+    p = _structure().tril(out.mT @ g)
+    p = 0.5 * (p + _structure().tril(p, -1).mT)
     x = solve_raw(out.mT, p)
     return solve_raw(out.mT, x.mT).mT
 
@@ -216,8 +208,8 @@ def _qr_infer(a, mode):
 
 def _qr_square_vjp(gq, gr, q, r):
     """The VJP of A = QR for m >= n (Q m x n): (gQ + Q copyltu(M)) R^-T, M = R gR^T - gQ^T Q."""
-    m = triu(gr @ r.mT - q.mT @ gq)
-    b = m + triu(m, 1).mT  # the symmetric matrix with m's upper triangle
+    m = _structure().triu(gr @ r.mT - q.mT @ gq)
+    b = m + _structure().triu(m, 1).mT  # the symmetric matrix with m's upper triangle
     ga = q @ b + gq
     return solve_raw(r, ga.mT).mT
 
@@ -263,7 +255,7 @@ def _eigh_vjp(g, out, a, uplo):
     vgv = v.mT @ gv
     vgv = 0.5 * (vgv - vgv.mT)
     e = w.unsqueeze(-2) - w.unsqueeze(-1) + _eye_like(w)
-    return v @ (vgv / e + diag_embed(gw)) @ v.mT
+    return v @ (vgv / e + _structure().diag_embed(gw)) @ v.mT
 
 
 eigh = register(Op("linalg_eigh", OPAQUE, _eigh_forward,
@@ -273,7 +265,7 @@ eigh = register(Op("linalg_eigh", OPAQUE, _eigh_forward,
 
 def _eigvalsh_vjp(g, out, a, uplo):
     _, v = eigh_raw(a, uplo)
-    return v @ diag_embed(g) @ v.mT
+    return v @ _structure().diag_embed(g) @ v.mT
 
 
 eigvalsh = register(Op("linalg_eigvalsh", OPAQUE, lambda a, uplo: np.linalg.eigvalsh(a, UPLO=uplo),
@@ -315,7 +307,7 @@ def _svd_vjp(g, out, a, full_matrices):
     uhgu, vhgv = uhgu - uhgu.mT, vhgv - vhgv.mT
     s2 = s * s
     e = s2.unsqueeze(-2) - s2.unsqueeze(-1) + _eye_like(s)
-    ret = (uhgu * s.unsqueeze(-2) + s.unsqueeze(-1) * vhgv) / e + diag_embed(gs)
+    ret = (uhgu * s.unsqueeze(-2) + s.unsqueeze(-1) * vhgv) / e + _structure().diag_embed(gs)
     if m > k:
         gus = gu / s.unsqueeze(-2)
         return (u @ ret + gus - u @ (u.mT @ gus)) @ vh
@@ -331,7 +323,7 @@ svd = register(Op("linalg_svd", OPAQUE, _svd_forward, _svd_infer, (_svd_vjp,), (
 
 def _svdvals_vjp(g, out, a):
     u, _, vh = svd_raw(a)
-    return u @ diag_embed(g) @ vh
+    return u @ _structure().diag_embed(g) @ vh
 
 
 svdvals = register(Op("linalg_svdvals", OPAQUE, lambda a: np.linalg.svd(a, compute_uv=False),
