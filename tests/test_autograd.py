@@ -684,3 +684,18 @@ def test_autograd_grad_keywords_match_pytorch():
 def test_gradcheck_perturbs_non_contiguous_inputs_in_place():
     x = tg.tensor(np.arange(12.0).reshape(3, 4) / 10).t().requires_grad_()  # a transposed view
     assert tg.autograd.gradcheck(lambda a: (a * a).sin(), (x,))
+
+
+def test_a_compiled_floor_division_raises_only_when_its_gradient_is_needed():
+    # as eager: x // y requires grad, and backward raises only if a gradient reaches it
+    def f(a):
+        return a.sum() // 2.0, (a * a).sum()
+
+    a = tg.tensor([1.5, -0.5], requires_grad=True)
+    quotient, loss = tg.compile(f)(a)
+    assert quotient.requires_grad
+    loss.backward()
+    assert a.grad.tolist() == [3.0, -1.0]
+    quotient, loss = tg.compile(f)(a)
+    with pytest.raises(RuntimeError, match="derivative for aten::floor_divide is not implemented"):
+        (quotient + loss).backward()

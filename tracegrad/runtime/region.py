@@ -28,6 +28,7 @@ class Region:
         self.make_program = None  # graph -> program (the interpreter's or the numba backend's)
         self._programs: dict = {}
         self.error = None  # what deriving the backward raised (a VJP that raises): raised again at backward time
+        self.raising: dict = {}  # output index -> what its VJPs raise (raised when that output gets a gradient)
 
     def program_for(self, present: tuple):
         """The backward program for the outputs that received a gradient (`present`, one flag per differentiable
@@ -138,6 +139,9 @@ class CompiledRegionBackward(_GraphNode):
         from .._tensor import Tensor
         if self.region.error is not None:
             raise self.region.error
+        for i, error in self.region.raising.items():
+            if pack.get(i) is not None:
+                raise error
         if self.saved is None:
             raise RuntimeError("Trying to backward through the graph of a compiled function a second time; specify "
                                "retain_graph=True on the first backward.")

@@ -389,6 +389,26 @@ def _derive_region(tracer, out_tensors):
         tracer.value_of(t)
     start = len(graph.nodes)
     diff = [i for i, t in enumerate(out_tensors) if t._rg and t.is_floating_point()]
+    region = _derive(tracer, out_tensors, diff, start)
+    if region.error is None:
+        return region
+    # NOTE: as in eager mode, a VJP that raises (floor division's) raises only when a gradient reaches it: derive
+    # the backward of the outputs whose derivation doesn't raise, and raise the others' error if they get a gradient
+    raising = {}
+    for i in diff:
+        trial = _derive(tracer, out_tensors, [i], start)
+        del tracer.graph.nodes[start:]
+        if trial.error is not None:
+            raising[i] = trial.error
+    region = _derive(tracer, out_tensors, diff, start, rooted=[i for i in diff if i not in raising])
+    region.raising = raising
+    return region
+
+
+def _derive(tracer, out_tensors, diff, start, rooted=None):
+    """The region whose backward takes the cotangents of outputs `diff` (its `error`: what deriving it raised);
+    only those of `rooted` (default: all) flow into the backward graph."""
+    graph = tracer.graph
     cots = []
     roots = []
     for i in diff:
@@ -398,7 +418,8 @@ def _derive_region(tracer, out_tensors):
         tracer.val[id(c)] = (c, cv)
         tracer.arrays[cv] = c._data
         cots.append(cv)
-        roots.append((tracer.value_of(t), c))
+        if rooted is None or i in rooted:
+            roots.append((tracer.value_of(t), c))
     leaves = [v for v in graph.args + graph.state if v.requires_grad]
     error = None
     try:
