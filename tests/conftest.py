@@ -5,6 +5,9 @@ import pytest
 import tracegrad
 import tracegrad._tensor
 
+# PyTorch scripts, run by test_pytorch_scripts.py in their own processes: never imported (by --doctest-modules)
+collect_ignore = ["pytorch_scripts"]
+
 # Every compiler pass run by any test is followed by `verify` (SSA, order, shape rules).
 os.environ["TRACEGRAD_VERIFY"] = "1"
 
