@@ -29,6 +29,16 @@ class Identity(Module):
         return x
 
 
+def reset_weight_and_bias(weight, bias) -> None:
+    """PyTorch's default initialization of Linear and convolution layers: Kaiming-uniform weights (a = sqrt(5)) and
+    a bias uniform in +-1/sqrt(fan_in), drawn in that order (so a seed gives PyTorch's weights)."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in else 0
+        init.uniform_(bias, -bound, bound)
+
+
 class Linear(Module):
     """y = x @ weight.T + bias; weight (out, in) and bias uniform in +-1/sqrt(in), as in PyTorch."""
 
@@ -43,10 +53,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -79,11 +86,7 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, x):
         if self.padding_mode != "zeros":  # nn-more block: PyTorch pads with F.pad, then convolves unpadded

@@ -21,7 +21,7 @@ from . import functional as F
 from . import init
 from ._functional_more import _single
 from .functional import _pair
-from .layers import Dropout, _BatchNorm
+from .layers import Dropout, _BatchNorm, reset_weight_and_bias
 from .module import Module
 from .parameter import Parameter
 
@@ -100,11 +100,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
