@@ -33,10 +33,11 @@ import numpy as np
 from .. import dtypes
 from ..ops.registry import Kind
 from .dynamic import Size, symbolic_sizes
-from .fusion import EPILOGUES, NATIVE_DTYPES, fuse_elementwise, kernel_order
+from .fusion import EPILOGUES, NATIVE_DTYPES, basic_index, fuse_elementwise, kernel_order
 from .passes import lower_composites, transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
+SEGMENT_LIMIT = 64  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
 _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}
@@ -44,6 +45,8 @@ _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dt
 _SYM = ("\ue000", "\ue001")
 # text between these marks is in `source` only (the symbols' sizes in this trace)
 _TRACE_ONLY = ("\ue002", "\ue003")
+# an offset of a read (``x[t]``): a literal, or an argument of a function that segments share
+_OFFSET = ("\ue004", "\ue005")
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,6 +91,10 @@ def native_unit(unit) -> bool:
         return False
     if node.op.name in _NATIVE_SINGLES:
         return True
+    if node.op.name == "cat":
+        return all(v.dtype is node.out.dtype for v in node.inputs)
+    if node.op.name == "index_add":  # a getitem's gradient: static basic indices only
+        return len(node.inputs) == 1 and basic_index(node.params["index"], node.out.shape) is not None
     if node.op.name == "matmul":
         a, b = node.inputs
         return len(a.shape) == 2 and len(b.shape) == 2 and a.dtype.name in ("float32", "float64")
@@ -118,24 +125,31 @@ class ModuleSource:
         self.steps: list = []
         self.segment_symbols: dict = {}
         self.n_kernels = 0
+        self.n_shared = 0  # functions that several segments call (the same code up to names and offsets)
+        self._segments: list = []  # (name, argument names, body lines, return line, parallel), rendered at the end
         self._names: dict = {}
         self._avail: dict = {}  # symbol -> how the current segment gets it (see `_symbols_of`), in order
         self._used: set = set()  # the symbols the current segment's code prints
         self._size_of: dict = {}  # symbol -> its Size (this trace's size), for `source`
         units = kernel_order(graph)
         last_use = self._last_uses(units)
+        self.native, alone = self._plan_segments(units)
         self.inplace = self._inplace_writes(units)
         run: list = []
         for k, unit in enumerate(units):
-            if native_unit(unit):
+            if self.native[k] and not alone[k]:
                 run.append((k, unit))
                 continue
             if run:
                 self._segment(run, last_use)
                 run = []
-            self.steps.append(("node", unit[0]))
+            if self.native[k]:
+                self._segment([(k, unit)], last_use)
+            else:
+                self.steps.append(("node", unit[0]))
         if run:
             self._segment(run, last_use)
+        self._render_segments()
         used = sorted({s for seg in self.segment_symbols.values() for s in seg}, key=lambda s: int(s[1:]))
         self.symbols = {s: self.sizes.symbols[s] for s in used}
         if used:
@@ -145,6 +159,29 @@ class ModuleSource:
         text = "\n".join(self.lines) + "\n"
         self.module_source = _render(text, None)
         self.source = _render(text, {name: int(n) for name, n in self._size_of.items()})
+
+    @staticmethod
+    def _plan_segments(units) -> tuple[list, list]:
+        """Which units run natively, and which run as a segment of their own.
+
+        A run of more than `SEGMENT_LIMIT` native units (an unrolled RNN: hundreds) would be one numba function,
+        and numba's compile time grows faster than a function's length (minutes for an LSTM's step). There each
+        kernel becomes a segment of its own and the other units (matmuls, reshapes, copies) run in numpy between
+        them: a native call per kernel, and kernels repeated at every time step share one function (see
+        `_render_segments`), compiled once."""
+        native = [native_unit(u) for u in units]
+        alone = [False] * len(units)
+        k = 0
+        while k < len(units):
+            end = k
+            while end < len(units) and native[end]:
+                end += 1
+            if end - k > SEGMENT_LIMIT:
+                for i in range(k, end):
+                    native[i] = units[i][0].group is not None
+                    alone[i] = native[i]
+            k = max(end, k + 1)
+        return native, alone
 
     def _inplace_writes(self, units) -> dict:
         """New state values a kernel can store straight into the state's own buffer: {new value: state input}.
@@ -158,12 +195,12 @@ class ModuleSource:
         g = self.graph
         # NOTE: only in the last segment (after the last node run in numpy), and only if no guard is checked after
         # it: a segment's guards are checked when it returns, after every kernel in it ran
-        last = max((k for k, u in enumerate(units) if not native_unit(u)), default=-1)
+        last = max((k for k in range(len(units)) if not self.native[k]), default=-1)
         guarded = {gd.value for gd in g.guards}
         if any(n.out in guarded for u in units[last + 1:] for n in u):
             return {}
         barrier = last
-        in_numpy = {n.out for u in units if not native_unit(u) for n in u}
+        in_numpy = {n.out for k, u in enumerate(units) if not self.native[k] for n in u}
         position = {n.out: k for k, u in enumerate(units) for n in u}
         in_group = {n.out for u in units if u[0].group is not None for n in u if n.op.name not in EPILOGUES}
         out = {}
@@ -282,13 +319,37 @@ class ModuleSource:
         self.segment_symbols[fname] = {s: self._avail[s] for s in used}
         body[:0] = [self._symbol_line(s, self._avail[s]) for s in used]
         self._avail = {}
-        args = ", ".join(self.name(v) for v in reads)
         rets = ", ".join(self.name(v) for v in outs)
-        self.lines += [f"@njit(cache=True, error_model='numpy', fastmath={self.fastmath}, parallel={self.parallel})",
-                       f"def {fname}({args}):"]
-        self.lines += ["    " + line for line in body]
-        self.lines += [f"    return ({rets}{',' if len(outs) == 1 else ''})", "", ""]
+        self._segments.append((fname, [self.name(v) for v in reads], body,
+                               f"return ({rets}{',' if len(outs) == 1 else ''})", self.parallel))
         self.steps.append(("native", fname, reads, outs))
+
+    def _render_segments(self) -> None:
+        """The segments' code. Segments whose code is the same up to the names of their values and the offsets
+        of their reads (``x[t]``), as an RNN's cell kernel at every time step, share one function that takes the
+        offsets as arguments: numba compiles it once. A segment met once keeps its offsets as literals."""
+        canonical = [_canonical(args, body + [ret]) for _, args, body, ret, _ in self._segments]
+        count: dict = {}
+        for code, _, _ in canonical:
+            count[code] = count.get(code, 0) + 1
+        shared: dict = {}
+        step_of = {step[1]: k for k, step in enumerate(self.steps) if step[0] == "native"}
+        for (fname, args, body, ret, parallel), (code, lines, params) in zip(self._segments, canonical):
+            decorator = f"@njit(cache=True, error_model='numpy', fastmath={self.fastmath}, parallel={parallel})"
+            if count[code] == 1:
+                self.lines += [decorator, f"def {fname}({', '.join(args)}):"]
+                self.lines += ["    " + _unmark(line) for line in body]
+                self.lines += [f"    {ret}", "", ""]
+                continue
+            k = step_of[fname]
+            if code not in shared:
+                shared[code] = fname
+                names = [f"p{i}" for i in range(len(params))] + [f"a{i}" for i in range(len(args))]
+                self.lines += [decorator, f"def {fname}({', '.join(names)}):"]
+                self.lines += ["    " + line for line in lines]
+                self.lines += ["", ""]
+            self.steps[k] = self.steps[k][:1] + (shared[code],) + self.steps[k][2:] + (tuple(params),)
+        self.n_shared = len(shared)
 
     def _symbols_of(self, reads) -> dict:
         """The symbols a segment reading `reads` can print, in the order it can set them: read from the first array
@@ -333,6 +394,8 @@ class ModuleSource:
             code = f"{ins[0]}.T" if tuple(p["perm"]) == (1, 0) else f"np.transpose({ins[0]}, {tuple(p['perm'])})"
         elif name == "expand":
             code = f"np.broadcast_to({ins[0]}, {self.dims(self.shape(node.out))})"
+        elif name in ("cat", "index_add"):
+            return "\n".join(self._copy_into(node))
         else:  # matmul: one BLAS call into a new array (`compiler.blas`; contiguous copies if BLAS can't read one)
             a, b = ins
             return (f"{out} = np.empty({self.dims(self.shape(node.out))}, {_CAST[node.out.dtype.name]})  "
@@ -340,6 +403,30 @@ class ModuleSource:
                     f"if not gemm_into({a}, {b}, {out}):\n"
                     f"    gemm_into(np.ascontiguousarray({a}), np.ascontiguousarray({b}), {out})")
         return f"{out} = {code}  # {self.describe(node)}"
+
+    def _copy_into(self, node) -> list:
+        """A cat (each input copied into its place along the axis) or an index_add of a basic index (zeros, then
+        the gradient added where the index reads), as loop nests into a new array."""
+        out, shape = node.out, self.shape(node.out)
+        lines = [f"{self.name(out)} = np.empty({self.dims(shape)}, {_CAST[out.dtype.name]})  # {self.describe(node)}"]
+        idx = [f"i{k}" for k in range(len(shape))]
+        target = f"{self.name(out)}[{', '.join(idx) or '()'}]"
+        if node.op.name == "index_add":
+            zero = f"{_CAST[out.dtype.name]}(0)"
+            lines += self._nest(shape, idx, [f"{target} = {zero}"])
+            g = node.inputs[0]
+            reads = basic_index(node.params["index"], out.shape)
+            gi = [f"j{k}" for k in range(len(g.shape))]
+            at = _getitem_index(reads, g.shape, g.shape, gi)
+            return lines + self._nest(self.shape(g), gi, [f"{self.name(out)}[{at}] += {self.name(g)}"
+                                                          f"[{', '.join(gi) or '()'}]"])
+        axis, offset = node.params["axis"], []
+        for v in node.inputs:
+            at = [f"{' + '.join(offset)} + {i}" if k == axis and offset else i for k, i in enumerate(idx)]
+            lines += self._nest(self.shape(v), idx, [f"{self.name(out)}[{', '.join(at)}] = "
+                                                     f"{self.name(v)}[{', '.join(idx)}]"])
+            offset.append(self.dim(self.shape(v)[axis]))
+        return lines
 
     # ------------------------------------------------------------------ kernels
     def _group(self, unit, made_outside, needed) -> list:
@@ -357,6 +444,8 @@ class ModuleSource:
         idx = [f"i{k}" for k in range(d)]
         loads = []
         for node in unit:
+            if node.op.name == "getitem":  # reads its input at its own indices (below)
+                continue
             for v in node.inputs:
                 if made_outside(v) and v not in loads:
                     loads.append(v)
@@ -419,6 +508,11 @@ class ModuleSource:
                     read = operand if operand != self.name(src) else f"{operand}[{_index(src.shape, domain)}]"
                 lines.append(f"{indent}{local[node.out]} = {read}  # {self.describe(node)}")
                 continue
+            if node.op.name == "getitem":  # a read of the input at the index this element comes from
+                src = node.inputs[0]
+                at = _getitem_index(basic_index(node.params["index"], src.shape), node.out.shape, domain, idx)
+                lines.append(f"{indent}{local[node.out]} = {self.name(src)}[{at}]  # {self.describe(node)}")
+                continue
             expr = node.op.scalar.format(*[local[v] for v in node.inputs], **node.params)
             if node.out.dtype.name == "float32" and all(v.dtype.name == "float32" for v in node.inputs):
                 for libm, vectorizable in _VECMATH.items():  # see vecmath: libm calls stop vectorization
@@ -476,6 +570,59 @@ def _index(shape, domain) -> str:
         return "()"
     lead = len(domain) - len(shape)
     return ", ".join(f"i{lead + j}" if n == domain[lead + j] and n != 1 else "0" for j, n in enumerate(shape))
+
+
+def _canonical(args, lines) -> tuple:
+    """A segment's code with canonical names (arguments ``a0, a1, ...``, other values ``t0, ...``, sizes ``s0,
+    ...``) and its marked offsets as parameters ``p0, p1, ...``: ``(code without comments, lines, offsets)``."""
+    names = {a: f"a{k}" for k, a in enumerate(args)}
+    params: list = []
+
+    def offset(m):
+        # NOTE: unsigned: numba wraps negative indices around, and a select per element on an offset it can't prove
+        # non-negative stops LLVM from vectorizing the loop (an LSTM cell's kernel ran 6x slower)
+        params.append(int(m.group(1)))
+        return f"np.uint64(p{len(params) - 1}{m.group(2)})"
+
+    def rename(m):
+        name = m.group(1) or m.group(2)
+        new = names.setdefault(name, f"{'s' if name[0] == 'n' else 't'}{len(names)}")
+        return m.group(0).replace(name, new)
+
+    code, out = [], []
+    for line in lines:
+        text, sep, comment = line.partition("  # ")
+        if text.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        text = _NAME.sub(rename, _MARKED.sub(offset, text))
+        code.append(text)
+        out.append(text + sep + comment)
+    return "\n".join(code), out, params
+
+
+_NAME = re.compile(r"(?<![\w\ue000])(?:x_|acc_)?(v\d+)\b|(?<![\w\ue000])(n\d+)\b")
+_MARKED = re.compile(r"\ue004(\d+)\ue005((?: \+ (?:\d+ \* )?[ij]\d+)?)")
+
+
+def _unmark(line: str) -> str:
+    return line.replace(_OFFSET[0], "").replace(_OFFSET[1], "")
+
+
+def _getitem_index(reads, out_shape, domain, idx) -> str:
+    """The input's index of a getitem (`reads`: `fusion.basic_index`) at the domain's index `idx`: each output
+    dimension is aligned right in the domain (a size-1 dimension broadcast in it reads position 0)."""
+    lead = len(domain) - len(out_shape)
+    parts = []
+    for axis, start, step in reads:
+        offset = f"{_OFFSET[0]}{start}{_OFFSET[1]}"
+        if axis is None or (out_shape[axis] == 1 and domain[lead + axis] != 1):
+            parts.append(offset)
+            continue
+        i = idx[lead + axis]
+        parts.append(i if (start, step) == (0, 1) else f"{offset} + {i}" if step == 1 else
+                     f"{offset} + {step} * {i}")
+    return ", ".join(parts) or "()"
 
 
 def _describe(node, shape: str | None = None) -> str:

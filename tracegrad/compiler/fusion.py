@@ -23,8 +23,10 @@ graph <lambda>(x:f32[4,3], b:f32[3]) {
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 
 from .. import dtypes
+from ..ops.primitives import Slot
 from ..ops.registry import Kind
 
 EPILOGUES = ("sum", "amax", "amin")
@@ -34,12 +36,48 @@ NATIVE_DTYPES = frozenset(d.name for d in dtypes.ALL if d is not dtypes.float16)
 _INTEGER_DIVISIONS = ("floor_divide", "div_floor", "remainder", "fmod")
 
 
+def basic_index(index, shape) -> list | None:
+    """How a static basic index (ints, slices, None, one Ellipsis) reads an array of `shape`: for each of its
+    dimensions ``(output axis, start, step)``, the output axis None for an integer (which drops the dimension);
+    None for any other index (index arrays, bool masks).
+
+    >>> basic_index((1, slice(2, None)), (4, 6))
+    [(None, 1, 0), (0, 2, 1)]
+    """
+    if not isinstance(index, tuple) or any(isinstance(e, (bool, np.bool_, np.ndarray, Slot)) for e in index) or \
+            sum(1 for e in index if e is Ellipsis) > 1:
+        return None
+    real = sum(1 for e in index if e is not None and e is not Ellipsis)
+    if real > len(shape):
+        return None
+    k = next((n for n, e in enumerate(index) if e is Ellipsis), len(index))
+    index = index[:k] + (slice(None),) * (len(shape) - real) + index[k + 1:]
+    reads, axis, dim = [], 0, 0
+    for e in index:
+        if e is None:
+            axis += 1
+        elif isinstance(e, slice):
+            start, _, step = e.indices(shape[dim])
+            reads.append((axis, start, step))
+            axis, dim = axis + 1, dim + 1
+        elif isinstance(e, (int, np.integer)):
+            reads.append((None, int(e) + shape[dim] if e < 0 else int(e), 0))
+            dim += 1
+        else:
+            return None
+    return reads
+
+
 def fusible(node) -> bool:
     """An elementwise node the codegen can put in a kernel (registry scalar expression, supported dtypes)."""
-    # an expand joins as a broadcast read of its input (the kernel never materializes it)
+    # an expand joins as a broadcast read of its input (the kernel never materializes it), and a getitem with a
+    # static basic index (``x[t]``, a `chunk`'s piece) as a read of its input at shifted indices
     # NOTE: an integer division stays out of kernels: numpy's forward raises PyTorch's error on a division by zero,
     # where a kernel (numba's numpy error model) would give 0
-    return (node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand") and \
+    reads = node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand" or \
+        (node.op.name == "getitem" and len(node.inputs) == 1 and
+         basic_index(node.params["index"], node.inputs[0].shape) is not None)
+    return reads and \
         node.out.dtype.name in NATIVE_DTYPES and all(v.dtype.name in NATIVE_DTYPES for v in node.inputs) and \
         not (node.op.name in _INTEGER_DIVISIONS and node.out.dtype.category == 1)
 
@@ -73,7 +111,8 @@ def fuse_elementwise(graph):
         if fusible(node) or is_epilogue:
             shape = node.inputs[0].shape if is_epilogue else node.out.shape
             candidates = []
-            for v in (node.inputs[:1] if is_epilogue else node.inputs):
+            # NOTE: a getitem reads its input at other indices: it never joins the group computing that input
+            for v in (node.inputs[:1] if is_epilogue else () if node.op.name == "getitem" else node.inputs):
                 gid = unit.get(v)
                 if gid in domain and gid not in closed and domain[gid] == shape and gid not in candidates:
                     candidates.append(gid)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir import verify
 from ..ops import primitives as P
+from ..ops.registry import AbstractValue as AV
 
 
 def dead_code_elimination(graph):
@@ -244,8 +245,132 @@ def _sum_of_expand(g, node, expand_node):
     return new
 
 
-DEFAULT_PASSES = (constant_folding, algebraic_simplification, common_subexpression_elimination,
-                  dead_code_elimination)
+def merge_slice_gradients(graph):
+    """Replace a sum of gradients scattered into disjoint slices of one axis by one concatenation.
+
+    The VJP of ``x[t]`` (or of a `chunk`/`split` piece) is zeros of x's shape with the gradient added at the slice
+    (``index_add``); a value read slice by slice (an RNN's input projection read once per time step, the gates of an
+    LSTM cut with `chunk`) gets one such full-size array per read, summed: quadratic work in the number of slices.
+    When every term of the sum is such a scatter, along the same axis, into disjoint slices, the sum is the pieces
+    laid side by side (with zeros in the gaps):
+
+    ``%5 = index_add %1 index=(0,); %6 = index_add %2 index=(1,); %7 = add %5, %6``
+    ->  ``%8 = reshape %1 shape=(1, 4); %9 = reshape %2 shape=(1, 4); %7 = cat %8, %9 axis=0``
+
+    # NOTE: exact. At each element one term is the gradient and the others are +0.0, and ``g + 0.0`` is ``g``
+    # (only a -0.0 gradient becomes +0.0 in the sum; the pieces keep its sign, and -0.0 == 0.0).
+    """
+    g = graph.copy()
+    uses: dict = {}
+    for node in g.nodes:
+        for v in node.inputs:
+            uses[v] = uses.get(v, 0) + 1
+    for v in g.roots():
+        uses[v] = uses.get(v, 0) + 2
+    producers = {node.out: node for node in g.nodes}
+
+    def summand(v, out):  # an add node whose value only this sum reads, at the sum's shape and dtype
+        node = producers.get(v)
+        return node is not None and node.op.name == "add" and uses.get(v) == 1 and \
+            (v.shape, v.dtype) == (out.shape, out.dtype) and all(u.shape == out.shape for u in node.inputs)
+
+    inner = {v for n in g.nodes if n.op.name == "add" for v in n.inputs if summand(v, n.out)}
+    mapping, kept = {}, []
+    for node in g.nodes:
+        node.inputs = [mapping.get(v, v) for v in node.inputs]
+        rep = None
+        if node.op.name == "add" and node.out not in inner:
+            rep = _merged_scatters(g, node, producers, summand)
+        if rep is None:
+            kept.append(node)
+            continue
+        kept.extend(rep)
+        mapping[node.out] = rep[-1].out
+    g.nodes = kept
+    g.replace_all_uses(mapping)
+    return dead_code_elimination(g) if mapping else g
+
+
+def _selection(index, shape):
+    """``(axis, start, stop, keeps_axis)`` if a static basic index selects one run of one axis, else None."""
+    if any(i is Ellipsis for i in index):
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (len(shape) - len(index) + 1) + index[k + 1:]
+    if len(index) > len(shape):
+        return None
+    found = None
+    for axis, (i, n) in enumerate(zip(index, shape)):
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if (start, stop, step) == (0, n, 1):
+                continue
+            if step != 1 or stop <= start:
+                return None
+            sel = (axis, start, stop, True)
+        elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            k = int(i) + n if i < 0 else int(i)
+            sel = (axis, k, k + 1, False)
+        else:  # None, an index array or a Slot
+            return None
+        if found is not None:
+            return None
+        found = sel
+    return found
+
+
+def _merged_scatters(g, node, producers, summand):
+    out = node.out
+    leaves, stack = [], list(node.inputs)
+    while stack:
+        v = stack.pop()
+        if summand(v, out):
+            stack.extend(producers[v].inputs)
+        else:
+            leaves.append(v)
+    pieces = []
+    for v in leaves:
+        src = producers.get(v)
+        if src is None or src.op.name != "index_add" or len(src.inputs) != 1 or \
+                (v.shape, v.dtype) != (out.shape, out.dtype):
+            return None
+        sel = _selection(src.params["index"], out.shape)
+        if sel is None:
+            return None
+        pieces.append((sel, src.inputs[0]))
+    axes = {sel[0] for sel, _ in pieces}
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    pieces.sort(key=lambda p: p[0][1])
+    if any(a[0][2] > b[0][1] for a, b in zip(pieces, pieces[1:])):
+        return None  # overlapping slices add up: not a concatenation
+    new, parts, at = [], [], 0
+    n = out.shape[axis]
+
+    def zeros(start, stop):
+        shape = out.shape[:axis] + (stop - start,) + out.shape[axis + 1:]
+        zero = g.add_const(np.zeros((), out.dtype.np), out.dtype)
+        new.append(_new_node(g, P.expand, [zero], {"shape": shape}, node, AV(shape, out.dtype)))
+        return new[-1].out
+
+    for (_, start, stop, keeps), v in pieces:
+        if start > at:
+            parts.append(zeros(at, start))
+        if not keeps:  # an integer index dropped the axis
+            shape = out.shape[:axis] + (1,) + out.shape[axis + 1:]
+            new.append(_new_node(g, P.reshape, [v], {"shape": shape}, node, AV(shape, out.dtype)))
+            v = new[-1].out
+        parts.append(v)
+        at = stop
+    if at < n:
+        parts.append(zeros(at, n))
+    new.append(_new_node(g, P.cat, parts, {"axis": axis}, node) if len(parts) > 1 else
+               _new_node(g, P.reshape, parts, {"shape": out.shape}, node))
+    return new
+
+
+DEFAULT_PASSES = (constant_folding, algebraic_simplification, merge_slice_gradients,
+                  common_subexpression_elimination, dead_code_elimination)
 
 
 def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, verify_each: bool | None = None):
@@ -266,7 +391,7 @@ def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, v
 
 
 __all__ = ["DEFAULT_PASSES", "algebraic_simplification", "common_subexpression_elimination", "constant_folding",
-           "dead_code_elimination", "lower_composites", "run_pipeline", "transpose_of_matmul"]
+           "dead_code_elimination", "lower_composites", "merge_slice_gradients", "run_pipeline", "transpose_of_matmul"]
 
 
 def transpose_of_matmul(graph):

@@ -273,8 +273,11 @@ class NativeProgram(Plan):
         self.steps = []
         for step in self.code.steps:
             if step[0] == "native":
-                _, fname, reads, outs = step
-                self.steps.append((getattr(module, fname), [slot[v] for v in reads], [slot[v] for v in outs],
+                _, fname, reads, outs, *offsets = step
+                fn = getattr(module, fname)
+                if offsets:  # a function several segments share: this one's offsets first
+                    fn = functools.partial(fn, *offsets[0])
+                self.steps.append((fn, [slot[v] for v in reads], [slot[v] for v in outs],
                                    [(slot[v], gd) for v in outs for gd in self.guards_at.get(v, ())], None))
             else:
                 node = step[1]
