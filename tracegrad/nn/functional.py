@@ -105,8 +105,30 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
         return x * 0.0
     # NOTE: PyTorch keeps an element when a float64 uniform draw is below 1 - p (bernoulli_(1 - p)), and scales
     # the mask by 1 / (1 - p) before multiplying: the same draws, so the same mask as PyTorch for a seed.
-    keep = rand(*x.shape, dtype=dtypes.float64, generator=generator) < (1.0 - p)
+    # attention block: its mask is laid out like the input (empty_like) and drawn in memory order, so the draws of
+    # a transposed input (MultiheadAttention's batch_first output) follow its memory, not its indices
+    order = _memory_order(x._data)
+    if order is None:
+        keep = rand(*x.shape, dtype=dtypes.float64, generator=generator) < (1.0 - p)
+    else:
+        keep = T.permute(rand(*(x.shape[d] for d in order), dtype=dtypes.float64, generator=generator),
+                         tuple(np.argsort(order))) < (1.0 - p)
     return _named(x * (keep.to(x.dtype) / (1.0 - p)), "MulBackward0")
+
+
+def _memory_order(a: np.ndarray) -> tuple | None:
+    """The dims of `a`, outermost first in memory, when its elements are dense and non-overlapping but not in index
+    order (a transposed view); else None (PyTorch's empty_like lays out anything else contiguously)."""
+    if a.flags.c_contiguous or a.ndim < 2:
+        return None
+    big = sorted((d for d in range(a.ndim) if a.shape[d] > 1), key=lambda d: -a.strides[d])
+    step = a.itemsize
+    for d in reversed(big):
+        if a.strides[d] != step:
+            return None  # overlapping (broadcast), with gaps (a slice) or reversed
+        step *= a.shape[d]
+    order = tuple(big) + tuple(d for d in range(a.ndim) if a.shape[d] <= 1)
+    return None if list(big) == sorted(big) else order
 
 
 def embedding(indices: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
