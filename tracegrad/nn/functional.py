@@ -845,3 +845,13 @@ from ._functional_more import (  # noqa: E402, F401 - re-exported
 )
 
 __all__ += [n for n in _more_all if n not in __all__]  # nn-more block
+
+# ---------------------------------------------------------------- attention block (nn/attention.py)
+from .attention import (  # noqa: E402, F401 - re-exported; _canonical_mask and _none_or_dtype as in PyTorch
+    _canonical_mask,
+    _none_or_dtype,
+    multi_head_attention_forward,
+    scaled_dot_product_attention,
+)
+
+__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]  # attention block
