@@ -8,8 +8,10 @@
   is_causal, unbatched, dropout in training) with PyTorch's state_dict loaded: outputs, weights and the gradients
   of the inputs and of every parameter;
 * `TransformerEncoderLayer`, `TransformerEncoder` (masks, causal detection), the decoder and `Transformer`;
+* `nn.Embedding` / `F.embedding` options language models use: padding_idx, max_norm (in place), norm_type,
+  scale_grad_by_freq, from_pretrained;
 * gradcheck in float64; a compiled 2-layer encoder training step (interpreter bit-equal to eager, over steps with
-  fresh dropout masks), attention under numba (within round-off); PyTorch's error
+  fresh dropout masks), an embedding step compiled, attention under numba (within round-off); PyTorch's error
   messages and warnings.
 """
 from __future__ import annotations
@@ -353,6 +355,77 @@ def test_encoder_layers_are_copies():
     assert enc.use_nested_tensor and enc.enable_nested_tensor
 
 
+# --------------------------------------------------------------------------------------------------- Embedding
+EMBEDDING_CASES = [{}, {"padding_idx": -2}, {"max_norm": 1.0}, {"max_norm": 1.5, "norm_type": 1.0, "padding_idx": 1,
+                                                                  "scale_grad_by_freq": True},
+                   {"scale_grad_by_freq": True}, {"sparse": True, "padding_idx": 2}]
+
+
+@pytest.mark.parametrize("kwargs", EMBEDDING_CASES, ids=lambda kw: "-".join(kw) or "default")
+def test_embedding_options_match_pytorch(kwargs):
+    """Outputs, the weight after max_norm's in-place renormalization, and the weight's gradient (scaled by the
+    counts of each index, zero for the padding row); the repr."""
+    torch = pytest.importorskip("torch")
+    idx = np.array([[0, 3, 1, 3], [3, 3, 2, 4]])
+    proj = np.arange(24.0, dtype=np.float32).reshape(2, 4, 3)
+    results = []
+    for m in (torch, tg):
+        m.manual_seed(0)
+        emb = m.nn.Embedding(6, 3, **kwargs)
+        if m is tg:  # NOTE: PyTorch's float32 normal draws are an ulp apart from tracegrad's (AVX log/sin/cos)
+            emb.load_state_dict({"weight": results[0][1]})
+        out = emb(m.tensor(idx))
+        (out * m.tensor(proj)).sum().backward()
+        results.append((_np(out), _np(emb.weight), emb.weight.grad.to_dense() if m is torch else emb.weight.grad,
+                        repr(emb)))
+        if m is torch:  # the weight before the forward, for ours
+            m.manual_seed(0)
+            results[0] = results[0][:1] + (_np(m.nn.Embedding(6, 3, **kwargs).weight),) + results[0][2:]
+    (out_t, _, grad_t, repr_t), (out_o, w_o, grad_o, repr_o) = results
+    assert repr_o == repr_t
+    np.testing.assert_allclose(out_o, out_t, rtol=1e-6)
+    np.testing.assert_allclose(w_o[idx.ravel()], out_t.reshape(-1, 3), rtol=1e-6)  # renormalized in place
+    np.testing.assert_allclose(_np(grad_o), _np(grad_t), rtol=1e-6)
+
+
+def test_embedding_from_pretrained_shares_and_freezes():
+    w = tg.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    emb = nn.Embedding.from_pretrained(w, padding_idx=1)
+    assert not emb.weight.requires_grad and emb.padding_idx == 1
+    w[0, 0] = 10.0  # the same storage, as PyTorch's
+    assert emb(tg.tensor([0])).tolist() == [[10.0, 2.0]]
+    emb = nn.Embedding.from_pretrained(w, freeze=False, max_norm=1.0)
+    emb(tg.tensor([2])).sum().backward()
+    assert emb.weight.requires_grad and emb.weight.grad[2].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(w[2].norm().item(), 1.0, rtol=1e-6)
+
+
+def test_compiled_embedding_step_equals_eager_bit_for_bit():
+    """max_norm's in-place renormalization is written back, scale_grad_by_freq and padding_idx shape the gradient."""
+    def train(backend):
+        tg.manual_seed(0)
+        emb = nn.Embedding(10, 4, padding_idx=0, max_norm=1.2, scale_grad_by_freq=True)
+        head = nn.Linear(4, 10)
+        opt = tg.optim.SGD([*emb.parameters(), *head.parameters()], lr=0.5)
+        idx = tg.tensor([[1, 2, 2, 0], [3, 2, 0, 0]])
+
+        def step(idx):
+            opt.zero_grad()
+            loss = F.cross_entropy(head(emb(idx)).reshape(-1, 10), idx.reshape(-1))
+            loss.backward()
+            opt.step()
+            return loss
+
+        if backend is not None:
+            step = tg.compile(step, backend=backend)
+        return [step(idx).item() for _ in range(3)], [_np(p).copy() for p in (emb.weight, head.weight)]
+
+    (losses, params), (c_losses, c_params) = train(None), train("interpret")
+    assert c_losses == losses
+    for a, b in zip(params, c_params, strict=True):
+        np.testing.assert_array_equal(b, a)
+
+
 # ---------------------------------------------------------------------------------------------------- compiled
 def _encoder_training(backend, steps=3):
     """A 2-layer encoder's training step (dropout, masks, Adam): losses, parameters, grads and Adam's state."""
@@ -460,6 +533,11 @@ ERRORS = [
      RuntimeError),
     ("transformer_features", lambda m: m.nn.Transformer(8, 2, 1, 1, 16)(m.ones(5, 2, 8), m.ones(4, 2, 6)),
      RuntimeError),
+    ("embedding_padding_idx", lambda m: m.nn.Embedding(4, 2, padding_idx=4), AssertionError),
+    ("embedding_padding_idx_negative", lambda m: m.nn.functional.embedding(m.tensor([0]), m.ones(4, 2), padding_idx=-5),
+     AssertionError),
+    ("embedding_pretrained_rank", lambda m: m.nn.Embedding.from_pretrained(m.ones(4)), AssertionError),
+    ("embedding_weight_shape", lambda m: m.nn.Embedding(4, 2, _weight=m.ones(4, 3)), AssertionError),
 ]
 PREFIX_ONLY = {"sdpa_gqa"}  # PyTorch's message stops mid-sentence ("...the number of heads in "); ours ends it
 
