@@ -85,3 +85,15 @@ from .layers import (  # noqa: E402
 
 __all__ += ["SiLU", "ELU", "SELU", "CELU", "Softplus", "Softsign", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
             "Mish", "GLU", "Softmin", "PReLU", "Threshold", "LogSigmoid"]
+# attention block: attention and the Transformer
+from .attention import MultiheadAttention  # noqa: E402
+from .transformer import (  # noqa: E402
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
+
+__all__ += ["MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
+            "TransformerDecoderLayer"]

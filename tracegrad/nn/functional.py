@@ -15,7 +15,7 @@ import numpy as np
 from .. import _tracing, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..creation import arange, rand
+from ..creation import arange, ones, rand, zeros
 from ..dtypes import result_type
 from ..ops import functions as T
 from ..ops.functions import _named, erf, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401 - re-exported
@@ -105,18 +105,79 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
         return x * 0.0
     # NOTE: PyTorch keeps an element when a float64 uniform draw is below 1 - p (bernoulli_(1 - p)), and scales
     # the mask by 1 / (1 - p) before multiplying: the same draws, so the same mask as PyTorch for a seed.
-    keep = rand(*x.shape, dtype=dtypes.float64, generator=generator) < (1.0 - p)
+    # attention block: its mask is laid out like the input (empty_like) and drawn in memory order, so the draws of
+    # a transposed input (MultiheadAttention's batch_first output) follow its memory, not its indices
+    order = _memory_order(x._data)
+    if order is None:
+        keep = rand(*x.shape, dtype=dtypes.float64, generator=generator) < (1.0 - p)
+    else:
+        keep = T.permute(rand(*(x.shape[d] for d in order), dtype=dtypes.float64, generator=generator),
+                         tuple(np.argsort(order))) < (1.0 - p)
     return _named(x * (keep.to(x.dtype) / (1.0 - p)), "MulBackward0")
 
 
-def embedding(indices: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
-    """Rows of `weight` picked by integer `indices`; the padding row gets no gradient."""
+def _memory_order(a: np.ndarray) -> tuple | None:
+    """The dims of `a`, outermost first in memory, when its elements are dense and non-overlapping but not in index
+    order (a transposed view); else None (PyTorch's empty_like lays out anything else contiguously)."""
+    if a.flags.c_contiguous or a.ndim < 2:
+        return None
+    big = sorted((d for d in range(a.ndim) if a.shape[d] > 1), key=lambda d: -a.strides[d])
+    step = a.itemsize
+    for d in reversed(big):
+        if a.strides[d] != step:
+            return None  # overlapping (broadcast), with gaps (a slice) or reversed
+        step *= a.shape[d]
+    order = tuple(big) + tuple(d for d in range(a.ndim) if a.shape[d] <= 1)
+    return None if list(big) == sorted(big) else order
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,  # noqa: A002
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of `weight` picked by integer `input`; the padding row gets no gradient. `max_norm` first rescales, in
+    place, each looked-up row whose `norm_type`-norm exceeds it; `scale_grad_by_freq` divides each row's gradient by
+    its count in `input`; `sparse` gradients are dense here (the same values).
+
+    >>> import tracegrad as tg
+    >>> w = tg.tensor([[3.0, 4.0], [0.3, 0.4]])
+    >>> embedding(tg.tensor([0, 1]), w, max_norm=1.0)
+    tensor([[0.6000, 0.8000],
+            [0.3000, 0.4000]])
+    >>> w[0]  # renormalized in place, as in PyTorch
+    tensor([0.6000, 0.8000])
+    """
+    indices = input
     if indices.dtype not in (dtypes.int64, dtypes.int32):  # as PyTorch: Long or Int
         raise RuntimeError(f"embedding: expected indices of dtype int64 or int32, got {indices.dtype}")
+    if padding_idx is not None:  # attention block: PyTorch's checks and negative padding_idx
+        if not -weight.shape[0] <= padding_idx < weight.shape[0]:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+        padding_idx %= weight.shape[0]
+    if max_norm is not None:
+        _embedding_renorm_(weight, indices, max_norm, norm_type)
     if padding_idx is not None and weight.requires_grad:
-        keep = T.ne(arange(weight.shape[0]), padding_idx % weight.shape[0]).reshape(-1, 1)
+        keep = T.ne(arange(weight.shape[0]), padding_idx).reshape(-1, 1)
         weight = T.where(keep, weight, weight.detach())
-    return _named(weight[indices], "EmbeddingBackward0")
+    out = _named(weight[indices], "EmbeddingBackward0")
+    if scale_grad_by_freq and out.requires_grad:
+        # NOTE: rows + (rows - rows) * (1 / count) is the rows themselves (x - x is 0), and its gradient is the
+        # gradient times 1 / count, PyTorch's scaling (it multiplies by the reciprocal)
+        flat = indices.reshape(-1)
+        counts = zeros(weight.shape[0], dtype=weight.dtype).index_add(0, flat, ones(flat.shape[0], dtype=weight.dtype))
+        inv = (1.0 / counts[indices]).unsqueeze(-1)
+        rows = out.detach()
+        out = _named(rows + (out - rows) * inv, "EmbeddingBackward0")
+    return out
+
+
+def _embedding_renorm_(weight: Tensor, indices: Tensor, max_norm: float, norm_type: float) -> None:
+    """PyTorch's embedding_renorm_: each row `indices` pick whose norm exceeds max_norm is scaled, in place, by
+    max_norm / (norm + 1e-7) (computed in float64, as PyTorch's kernel does), outside autograd."""
+    with no_grad():
+        picked = zeros(weight.shape[0], dtype=dtypes.bool_)
+        picked[indices.reshape(-1)] = True
+        norms = T.norm(weight, norm_type, 1).double()
+        scale = T.where(T.logical_and(picked, norms > max_norm), max_norm / (norms + 1e-7), 1.0)
+        weight.mul_(scale.to(weight.dtype).unsqueeze(1))  # NOTE: the other rows are multiplied by 1: unchanged
 
 
 def _normalize(x, dims, eps):
@@ -823,3 +884,13 @@ from ._functional_more import (  # noqa: E402, F401 - re-exported
 )
 
 __all__ += [n for n in _more_all if n not in __all__]  # nn-more block
+
+# ---------------------------------------------------------------- attention block (nn/attention.py)
+from .attention import (  # noqa: E402, F401 - re-exported; _canonical_mask and _none_or_dtype as in PyTorch
+    _canonical_mask,
+    _none_or_dtype,
+    multi_head_attention_forward,
+    scaled_dot_product_attention,
+)
+
+__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]  # attention block
