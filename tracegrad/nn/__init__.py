@@ -85,3 +85,7 @@ from .layers import (  # noqa: E402
 
 __all__ += ["SiLU", "ELU", "SELU", "CELU", "Softplus", "Softsign", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
             "Mish", "GLU", "Softmin", "PReLU", "Threshold", "LogSigmoid"]
+# rnn block: recurrent layers
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402
+
+__all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
