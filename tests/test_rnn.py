@@ -384,6 +384,24 @@ def test_packed_batches_of_other_lengths_share_one_compiled_graph():
         np.testing.assert_array_equal(_np(a), _np(b))
 
 
+def test_a_packed_sequence_crosses_a_compiled_functions_boundary():
+    gru = nn.GRU(I, H)
+    compiled = tg.compile(lambda p: gru(p), backend="interpret")
+
+    def packed(seed, lengths):
+        return rnn_utils.pack_sequence([tg.tensor(_rand(seed + k, n, I)) for k, n in enumerate(lengths)])
+
+    for p in [packed(0, [4, 2]), packed(10, [4, 2]), packed(20, [3, 3, 1]), packed(0, [4, 2]), packed(30, [4, 2]),
+              packed(40, [4, 2, 2]), packed(50, [4, 3, 1])]:
+        (out, h), (ref, ref_h) = compiled(p), gru(p)
+        assert isinstance(out, rnn_utils.PackedSequence)  # outputs are rebuilt from their fields
+        np.testing.assert_array_equal(_np(out.data), _np(ref.data))
+        np.testing.assert_array_equal(_np(out.batch_sizes), _np(ref.batch_sizes))
+        np.testing.assert_array_equal(_np(h), _np(ref_h))
+    # an argument arrives as its fields: other batch sizes are another shape, or a guard on their values fails
+    assert len(compiled.graphs()) == 4 and compiled.retraces[3].startswith("guard"), compiled.retraces
+
+
 def test_numba_training_step_fuses_each_steps_gate_arithmetic():
     (m1, o1), (m2, o2) = _pair("LSTM", "SGD")  # SGD: one variant, the fewest kernels to compile
     eager = _train_step(m1, o1)

@@ -195,6 +195,8 @@ def _run_layers(module, x: Tensor, batch_first: bool, h0: Tensor, c0, lengths):
         if num_dirs == 2:
             y = T.cat([y, T.stack(outs[1], 1 if out_batch_first else 0)], -1)
         if not last and module.dropout > 0 and module.training:
+            # NOTE: PyTorch's draws for padded input; for packed input PyTorch draws over the packed data, this over
+            # the padded steps (the same distribution, other numbers than PyTorch's for a seed)
             y = F.dropout(y, module.dropout, True)
         layer_in, in_batch_first = y, out_batch_first
     return layer_in, T.stack(hn), (T.stack(cn) if c0 is not None else None)

@@ -67,7 +67,8 @@ unsorted_indices=tensor([1, 0]))
 
     # NOTE: made by pack_padded_sequence, a PackedSequence holds the padded tensor and the lengths (a tensor) and
     # builds `data` and `batch_sizes` when they are read (their shapes depend on the lengths' values, so under
-    # compile reading them specializes the graph); the tuple's own slots hold None for them until then.
+    # compile reading them specializes the graph); the tuple's own slots hold None for them until then. (The
+    # attributes are not named `_data`: the compiler's pytrees take an object with `_data` for a tensor.)
     def __new__(cls, data: Tensor, batch_sizes: Tensor | None = None, sorted_indices: Tensor | None = None,
                 unsorted_indices: Tensor | None = None):
         if unsorted_indices is None:
@@ -88,15 +89,15 @@ unsorted_indices=tensor([1, 0]))
     # ------------------------------------------------------------------ the fields (built when read)
     @property
     def data(self) -> Tensor:
-        if tuple.__getitem__(self, 0) is None and "_data" not in self.__dict__:
+        if tuple.__getitem__(self, 0) is None and "_packed_data" not in self.__dict__:
             self._build_packed()
-        return self.__dict__.get("_data", tuple.__getitem__(self, 0))
+        return self.__dict__.get("_packed_data", tuple.__getitem__(self, 0))
 
     @property
     def batch_sizes(self) -> Tensor:
-        if tuple.__getitem__(self, 1) is None and "_batch_sizes" not in self.__dict__:
+        if tuple.__getitem__(self, 1) is None and "_packed_batch_sizes" not in self.__dict__:
             self._build_packed()
-        return self.__dict__.get("_batch_sizes", tuple.__getitem__(self, 1))
+        return self.__dict__.get("_packed_batch_sizes", tuple.__getitem__(self, 1))
 
     def _fields_now(self) -> tuple:
         return (self.data, self.batch_sizes, self.sorted_indices, self.unsorted_indices)
@@ -113,7 +114,7 @@ unsorted_indices=tensor([1, 0]))
 
     def _lengths_array(self) -> np.ndarray:
         """The lengths as numbers (sorted order). NOTE: under compile, a guard on their values."""
-        if "_padded" in self.__dict__:
+        if "_padded" in self.__dict__ and "_packed_data" not in self.__dict__:
             return np.asarray(self._padded[1].detach().numpy(), dtype=np.int64)
         sizes = np.asarray(self.batch_sizes.detach().numpy(), dtype=np.int64)
         return (sizes[:, None] > np.arange(int(sizes[0]))[None, :]).sum(0)
@@ -125,30 +126,33 @@ unsorted_indices=tensor([1, 0]))
         sizes = (lens[None, :] > np.arange(steps)[:, None]).sum(1)
         index = np.concatenate([t * batch + np.arange(n) for t, n in enumerate(sizes)])
         flat = padded.reshape(padded.shape[0] * batch, *padded.shape[2:])
-        self.__dict__["_data"] = flat.index_select(0, tensor(index))
-        self.__dict__["_batch_sizes"] = tensor(sizes.astype(np.int64))
+        self.__dict__["_packed_data"] = flat.index_select(0, tensor(index))
+        self.__dict__["_packed_batch_sizes"] = tensor(sizes.astype(np.int64))
 
     def _padded_form(self) -> tuple[Tensor, Tensor]:
         """(padded (T, B, *) time-major in sorted order, zeros past each length; lengths (B,) int64). T is at
         least the longest length (more when packed from a longer padded tensor)."""
-        if "_padded" not in self.__dict__:
-            data, sizes = self.data, np.asarray(self.batch_sizes.detach().numpy(), dtype=np.int64)
-            steps, batch = len(sizes), int(sizes[0])
-            lens = (sizes[:, None] > np.arange(batch)[None, :]).sum(0)
-            # each padded position's row of `data`, or the appended zero row
-            index = np.full((steps, batch), data.shape[0], dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-            for t, (start, n) in enumerate(zip(starts, sizes)):
-                index[t, :n] = start + np.arange(n)
-            rows = T.cat([data, zeros(1, *data.shape[1:], dtype=data.dtype)])
-            padded = rows.index_select(0, tensor(index.reshape(-1))).reshape(steps, batch, *data.shape[1:])
-            self.__dict__["_padded"] = (padded, tensor(lens))
-        return self._padded
+        # NOTE: once `data` exists (read, or given), the padded form is computed from it, and never kept: a
+        # PackedSequence passed to a compiled function arrives as its fields (`data` is the graph's argument), and a
+        # tensor kept on the object by one trace would be read by identity by the next (stale for other inputs)
+        if "_padded" in self.__dict__ and "_packed_data" not in self.__dict__:
+            return self._padded
+        data, sizes = self.data, np.asarray(self.batch_sizes.detach().numpy(), dtype=np.int64)
+        steps, batch = len(sizes), int(sizes[0])
+        lens = (sizes[:, None] > np.arange(batch)[None, :]).sum(0)
+        # each padded position's row of `data`, or the appended zero row
+        index = np.full((steps, batch), data.shape[0], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        for t, (start, n) in enumerate(zip(starts, sizes)):
+            index[t, :n] = start + np.arange(n)
+        rows = T.cat([data, zeros(1, *data.shape[1:], dtype=data.dtype)])
+        padded = rows.index_select(0, tensor(index.reshape(-1))).reshape(steps, batch, *data.shape[1:])
+        return padded, tensor(lens)
 
     # ------------------------------------------------------------------ conversions
     def to(self, *args, **kwargs) -> PackedSequence:
         """The sequence with its data converted (`batch_sizes` and the indices stay int64)."""
-        if "_padded" in self.__dict__ and tuple.__getitem__(self, 0) is None:
+        if "_padded" in self.__dict__ and "_packed_data" not in self.__dict__:
             padded, lengths = self._padded
             moved = padded.to(*args, **kwargs)
             if moved is padded:
