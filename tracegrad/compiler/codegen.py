@@ -34,9 +34,10 @@ from .. import dtypes
 from ..ops.registry import Kind
 from .dynamic import Size, symbolic_sizes
 from .fusion import EPILOGUES, NATIVE_DTYPES, basic_index, fuse_elementwise, kernel_order
-from .passes import lower_composites, transpose_of_matmul
+from .passes import lower_composites, merge_summed_matmuls, transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
+_ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores them in one buffer (see `_group`)
 SEGMENT_LIMIT = 64  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
@@ -78,8 +79,8 @@ def _literal(array: np.ndarray) -> str:
 
 def native_graph(graph):
     """The graph as the numba backend compiles it: composite ops lowered to the primitives they are made of, weight
-    gradients as ``g.T @ x``, elementwise chains fused."""
-    return fuse_elementwise(transpose_of_matmul(lower_composites(graph)))
+    gradients as ``g.T @ x`` (summed over an RNN's time steps as one product), elementwise chains fused."""
+    return fuse_elementwise(merge_summed_matmuls(transpose_of_matmul(lower_composites(graph))))
 
 
 def native_unit(unit) -> bool:
@@ -444,7 +445,7 @@ class ModuleSource:
         idx = [f"i{k}" for k in range(d)]
         loads = []
         for node in unit:
-            if node.op.name == "getitem":  # reads its input at its own indices (below)
+            if node.op.name in ("getitem", "permute"):  # read their input at their own indices (below)
                 continue
             for v in node.inputs:
                 if made_outside(v) and v not in loads:
@@ -459,9 +460,22 @@ class ModuleSource:
         lines = [f"# kernel {self.n_kernels}: {', '.join(n.out.name + ' ' + n.op.name for n in unit)} fused over "
                  f"[{', '.join(self.cdim(n) for n in domain)}]"]
         self.n_kernels += 1
+        # NOTE: a kernel storing many arrays (an LSTM cell keeps 12 for its backward) allocates those of one dtype as
+        # one buffer and stores into it: LLVM vectorizes a loop only if few runtime checks prove its arrays don't
+        # overlap, and twelve separate arrays took too many (the cell ran 4x slower)
+        into: dict = {}  # value -> (buffer, position)
+        fresh = [v for v in stored if v not in self.inplace]
+        for dt in dict.fromkeys(v.dtype.name for v in fresh):
+            same = [v for v in fresh if v.dtype.name == dt]
+            if len(same) >= _ONE_BUFFER_FROM:
+                buf = f"buf_{self.name(same[0])}"
+                lines.append(f"{buf} = np.empty({self.dims((len(same),) + tuple(self.shape(same[0])))}, {_CAST[dt]})")
+                into.update((v, (buf, k)) for k, v in enumerate(same))
         for v in stored:
             if v in self.inplace:  # the new value of captured state: stored into the state's own buffer
                 lines.append(f"{self.name(v)} = {self.name(self.inplace[v])}  # updated in place")
+            elif v in into:
+                lines.append(f"{self.name(v)} = {into[v][0]}[{into[v][1]}]")
             else:
                 lines.append(f"{self.name(v)} = np.empty({self.dims(self.shape(v))}, {_CAST[v.dtype.name]})")
         if epilogue is not None:
@@ -508,9 +522,11 @@ class ModuleSource:
                     read = operand if operand != self.name(src) else f"{operand}[{_index(src.shape, domain)}]"
                 lines.append(f"{indent}{local[node.out]} = {read}  # {self.describe(node)}")
                 continue
-            if node.op.name == "getitem":  # a read of the input at the index this element comes from
+            if node.op.name in ("getitem", "permute"):  # a read of the input at the index this element comes from
                 src = node.inputs[0]
-                at = _getitem_index(basic_index(node.params["index"], src.shape), node.out.shape, domain, idx)
+                reads = basic_index(node.params["index"], src.shape) if node.op.name == "getitem" else \
+                    [(list(node.params["perm"]).index(a), 0, 1) for a in range(len(src.shape))]
+                at = _getitem_index(reads, node.out.shape, domain, idx)
                 lines.append(f"{indent}{local[node.out]} = {self.name(src)}[{at}]  # {self.describe(node)}")
                 continue
             expr = node.op.scalar.format(*[local[v] for v in node.inputs], **node.params)
@@ -519,7 +535,11 @@ class ModuleSource:
                     expr = expr.replace(libm, vectorizable)
             lines.append(f"{indent}{local[node.out]} = {_CAST[node.out.dtype.name]}({expr})  # {self.describe(node)}")
         for v in stored:
-            lines.append(f"{indent}{self.name(v)}[{', '.join(idx) if d else '()'}] = {local[v]}")
+            at = ', '.join(idx) if d else '()'
+            if v in into:
+                lines.append(f"{indent}{into[v][0]}[{into[v][1]}{', ' + at if d else ''}] = {local[v]}")
+            else:
+                lines.append(f"{indent}{self.name(v)}[{at}] = {local[v]}")
         if epilogue is None:
             return lines
         target = acc if local_acc is not None else f"{acc}[{', '.join(idx[k] for k in kept)}]"
@@ -601,7 +621,7 @@ def _canonical(args, lines) -> tuple:
     return "\n".join(code), out, params
 
 
-_NAME = re.compile(r"(?<![\w\ue000])(?:x_|acc_)?(v\d+)\b|(?<![\w\ue000])(n\d+)\b")
+_NAME = re.compile(r"(?<![\w\ue000])(?:x_|acc_|buf_)?(v\d+)\b|(?<![\w\ue000])(n\d+)\b")
 _MARKED = re.compile(r"\ue004(\d+)\ue005((?: \+ (?:\d+ \* )?[ij]\d+)?)")
 
 

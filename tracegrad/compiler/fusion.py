@@ -70,11 +70,12 @@ def basic_index(index, shape) -> list | None:
 
 def fusible(node) -> bool:
     """An elementwise node the codegen can put in a kernel (registry scalar expression, supported dtypes)."""
-    # an expand joins as a broadcast read of its input (the kernel never materializes it), and a getitem with a
-    # static basic index (``x[t]``, a `chunk`'s piece) as a read of its input at shifted indices
+    # an expand joins as a broadcast read of its input (the kernel never materializes it), a getitem with a
+    # static basic index (``x[t]``, a `chunk`'s piece) as a read of its input at shifted indices, and a permute as a
+    # read at permuted indices (`fuse_elementwise` keeps a permute that a matmul reads out: BLAS reads it as is)
     # NOTE: an integer division stays out of kernels: numpy's forward raises PyTorch's error on a division by zero,
     # where a kernel (numba's numpy error model) would give 0
-    reads = node.op.kind is Kind.ELEMENTWISE or node.op.name == "expand" or \
+    reads = node.op.kind is Kind.ELEMENTWISE or node.op.name in ("expand", "permute") or \
         (node.op.name == "getitem" and len(node.inputs) == 1 and
          basic_index(node.params["index"], node.inputs[0].shape) is not None)
     return reads and \
@@ -105,14 +106,28 @@ def fuse_elementwise(graph):
         """A path a -> ... -> b other than the direct edge."""
         return any(x != b and nx.has_path(dag, x, b) for x in dag.successors(a))
 
+    users: dict = {}
+    for node in g.nodes:
+        for v in node.inputs:
+            users.setdefault(v, []).append(node)
+    roots = set(g.roots())
+
+    def joins(node) -> bool:
+        if node.op.name != "permute":
+            return fusible(node)
+        # NOTE: only a permute that kernels alone read: a transposed matmul operand costs BLAS nothing as a view
+        return fusible(node) and node.out not in roots and all(
+            fusible(u) or u.op.name in EPILOGUES for u in users.get(node.out, ()))
+
     for node in g.nodes:
         is_epilogue = node.op.name in EPILOGUES and node.inputs[0].dtype.name in NATIVE_DTYPES
         chosen = None
-        if fusible(node) or is_epilogue:
+        if joins(node) or is_epilogue:
             shape = node.inputs[0].shape if is_epilogue else node.out.shape
             candidates = []
-            # NOTE: a getitem reads its input at other indices: it never joins the group computing that input
-            for v in (node.inputs[:1] if is_epilogue else () if node.op.name == "getitem" else node.inputs):
+            # NOTE: a getitem or permute reads its input at other indices: it never joins the group computing it
+            for v in (node.inputs[:1] if is_epilogue else () if node.op.name in ("getitem", "permute") else
+                      node.inputs):
                 gid = unit.get(v)
                 if gid in domain and gid not in closed and domain[gid] == shape and gid not in candidates:
                     candidates.append(gid)

@@ -260,6 +260,24 @@ def merge_slice_gradients(graph):
     # NOTE: exact. At each element one term is the gradient and the others are +0.0, and ``g + 0.0`` is ``g``
     # (only a -0.0 gradient becomes +0.0 in the sum; the pieces keep its sign, and -0.0 == 0.0).
     """
+    return _rewrite_sums(graph, _merged_scatters)
+
+
+def merge_summed_matmuls(graph):
+    """Replace a sum of matrix products by one product of concatenations: ``A1 @ B1 + A2 @ B2 + ...`` ->
+    ``cat(A1, A2, ...; axis=1) @ cat(B1, B2, ...; axis=0)``.
+
+    An RNN's weight gradient is such a sum, one small product per time step (``g_t.T @ h_t``); one large product
+    runs BLAS near its peak and needs no adds. Used by the numba backend only: BLAS rounds one long dot product
+    differently from a sum of short ones, and the interpreter matches eager exactly. Transposed operands
+    (``permute(u_k)``) are concatenated before the transpose, so the copies read contiguous rows.
+    """
+    return _rewrite_sums(graph, _merged_matmuls)
+
+
+def _rewrite_sums(graph, merge):
+    """Replace each sum (a tree of adds, each inner add read only by the sum, all of one shape and dtype) by what
+    ``merge(g, node, leaves, producers, uses)`` returns: new nodes (the last one computes the sum), or None."""
     g = graph.copy()
     uses: dict = {}
     for node in g.nodes:
@@ -280,7 +298,14 @@ def merge_slice_gradients(graph):
         node.inputs = [mapping.get(v, v) for v in node.inputs]
         rep = None
         if node.op.name == "add" and node.out not in inner:
-            rep = _merged_scatters(g, node, producers, summand)
+            leaves, stack = [], list(node.inputs)
+            while stack:
+                v = stack.pop()
+                if summand(v, node.out):
+                    stack.extend(producers[v].inputs)
+                else:
+                    leaves.append(v)
+            rep = merge(g, node, leaves[::-1], producers, uses)
         if rep is None:
             kept.append(node)
             continue
@@ -318,15 +343,37 @@ def _selection(index, shape):
     return found
 
 
-def _merged_scatters(g, node, producers, summand):
+def _merged_matmuls(g, node, leaves, producers, uses):
     out = node.out
-    leaves, stack = [], list(node.inputs)
-    while stack:
-        v = stack.pop()
-        if summand(v, out):
-            stack.extend(producers[v].inputs)
-        else:
-            leaves.append(v)
+    if len(leaves) < 3:
+        return None
+    products = [producers.get(v) for v in leaves]
+    if any(p is None or p.op.name != "matmul" or uses.get(p.out) != 1 or len(p.inputs[0].shape) != 2 or
+           len(p.inputs[1].shape) != 2 or (p.out.shape, p.out.dtype) != (out.shape, out.dtype) for p in products):
+        return None
+    new = []
+
+    def cat(values, axis):
+        shape = list(values[0].shape)
+        shape[axis] = sum(v.shape[axis] for v in values)
+        new.append(_new_node(g, P.cat, list(values), {"axis": axis}, node, AV(tuple(shape), out.dtype)))
+        return new[-1].out
+
+    lefts = [p.inputs[0] for p in products]
+    transposed = [producers.get(a) for a in lefts]
+    if all(t is not None and t.op.name == "permute" and tuple(t.params["perm"]) == (1, 0) for t in transposed):
+        rows = cat([t.inputs[0] for t in transposed], 0)  # (sum of K, M): the transposes' inputs, stacked
+        new.append(_new_node(g, P.permute, [rows], {"perm": (1, 0)}, node, AV(rows.shape[::-1], out.dtype)))
+        left = new[-1].out
+    else:
+        left = cat(lefts, 1)
+    right = cat([p.inputs[1] for p in products], 0)
+    new.append(_new_node(g, P.matmul, [left, right], {}, node))
+    return new
+
+
+def _merged_scatters(g, node, leaves, producers, uses):
+    out = node.out
     pieces = []
     for v in leaves:
         src = producers.get(v)
@@ -391,7 +438,8 @@ def run_pipeline(graph, passes=DEFAULT_PASSES, print_each: bool | None = None, v
 
 
 __all__ = ["DEFAULT_PASSES", "algebraic_simplification", "common_subexpression_elimination", "constant_folding",
-           "dead_code_elimination", "lower_composites", "merge_slice_gradients", "run_pipeline", "transpose_of_matmul"]
+           "dead_code_elimination", "lower_composites", "merge_slice_gradients", "merge_summed_matmuls", "run_pipeline",
+           "transpose_of_matmul"]
 
 
 def transpose_of_matmul(graph):
