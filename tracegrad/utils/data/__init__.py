@@ -28,12 +28,12 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .. import dtypes
-from .._tensor import Tensor
-from ..creation import as_tensor, randint, randperm, tensor
-from ..ops.functions import stack
-from ..random import Generator, default_generator
-from ..sampling import multinomial  # linalg-optim block: WeightedRandomSampler draws as PyTorch
+from ... import dtypes
+from ..._tensor import Tensor
+from ...creation import as_tensor, randint, randperm, tensor
+from ...ops.functions import stack
+from ...random import Generator, default_generator
+from ...sampling import multinomial  # linalg-optim block: WeightedRandomSampler draws as PyTorch
 
 __all__ = [
     "BatchSampler",
