@@ -85,3 +85,8 @@ from .layers import (  # noqa: E402
 
 __all__ += ["SiLU", "ELU", "SELU", "CELU", "Softplus", "Softsign", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
             "Mish", "GLU", "Softmin", "PReLU", "Threshold", "LogSigmoid"]
+
+# dist block: data parallelism (tracegrad.distributed)
+from . import parallel  # noqa: E402
+
+__all__ += ["parallel"]
