@@ -773,3 +773,9 @@ class DataLoader:
                 length = length // self.batch_size if self.drop_last else math.ceil(length / self.batch_size)
             return length
         return len(self._index_sampler)
+
+
+# dist block: each rank's share of a dataset (`utils.data.distributed`, as in PyTorch)
+from .distributed import DistributedSampler  # noqa: E402
+
+__all__ += ["DistributedSampler"]
