@@ -84,6 +84,13 @@ def test_importing_tracegrad_never_imports_mpi4py():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_without_mpi4py_init_says_how_to_install_it(monkeypatch):
+    from tracegrad.distributed import collectives
+    monkeypatch.setattr(collectives, "is_mpi_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"pip install 'tracegrad\[mpi\]'"):
+        dist.init_process_group("mpi")
+
+
 def test_errors_without_a_process_group():
     assert dist.is_available() and not dist.is_initialized() and dist.group.WORLD is None
     for fn in (dist.get_rank, dist.get_world_size, dist.barrier, lambda: dist.all_reduce(tg.ones(2)),
@@ -95,6 +102,8 @@ def test_errors_without_a_process_group():
         dist.init_process_group("nccl")
     with pytest.raises(ValueError, match="with MPI the ranks find each other through mpirun"):
         dist.init_process_group("mpi", init_method="tcp://10.0.0.1:23456")
+    with pytest.raises(TypeError, match="Expected timeout argument to be of type datetime.timedelta"):
+        dist.init_process_group("mpi", timeout=30)
     assert not dist.is_initialized()
 
 

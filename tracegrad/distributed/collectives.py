@@ -117,6 +117,8 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
     if init_method is not None and not str(init_method).startswith("env://"):
         raise ValueError(f"init_method={init_method!r}: with MPI the ranks find each other through mpirun; leave "
                          f"init_method unset")
+    if timeout is not None and not isinstance(timeout, datetime.timedelta):
+        raise TypeError(f"Expected timeout argument to be of type datetime.timedelta, got {type(timeout).__name__}")
     if not is_mpi_available():
         raise RuntimeError("Distributed package doesn't have MPI built in: the mpi backend needs mpi4py and an MPI "
                            "library, pip install 'tracegrad[mpi]' (mpi4py and Open MPI)")
