@@ -240,7 +240,7 @@ class ProcessGroupMPI:
             buf = array.astype(np.float32) if array.dtype == np.float16 else array
 
         def finish_():
-            if op == "AVG":
+            if op == "AVG" and self._size > 1:
                 if buf.dtype.kind == "f":
                     np.divide(buf, self._size, out=buf)
                 else:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+import numpy as np
+
 from ... import _tracing
 from ... import distributed as dist
 from ...autograd.engine import queue_callback
@@ -195,8 +197,11 @@ class DistributedDataParallel(Module):
                     average = flat[offset:offset + n].view(p.shape)
                     if p.grad is None:
                         p.grad = average.clone()
+                    elif _tracing.TRACER is None:  # NOTE: copy_ would first compute where(True, new, old): 1 ms of
+                        np.copyto(p.grad._data, average._data)  # the 784-256-256-10 MLP's eager step
+                        p.grad._version_box()[0] += 1
                     else:
-                        p.grad.copy_(average)
+                        p.grad.copy_(average)  # a write in the graph
                     offset += n
 
 
