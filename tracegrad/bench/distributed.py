@@ -4,8 +4,9 @@ The step of the compiled suite (SGD with momentum, MSE loss, batch 128 per rank:
 ranks), eager and compiled with numba (``tiered=False``, timed once native code runs), in one process without DDP
 and under `DistributedDataParallel` on 1 and on 2 ranks, each launch by ``python -m tracegrad.distributed.run``
 with one BLAS thread per rank. Samples per second = ranks x 128 / the median step time on rank 0 (every DDP step
-ends with the gradients averaged over the ranks, so the ranks' steps are in lockstep). Skipped, with the reason,
-when mpi4py or mpirun is missing (``pip install 'tracegrad[mpi]'``).
+ends with the gradients averaged over the ranks, so the ranks' steps are in lockstep); and the time of the
+all-reduce of the step's gradients alone. Skipped, with the reason, when mpi4py or mpirun is missing
+(``pip install 'tracegrad[mpi]'``).
 
 Run:  python -m tracegrad bench --suite distributed [--quick]   (or python benchmarks/bench_distributed.py)
 """
@@ -57,8 +58,10 @@ def measure(n: int) -> dict:
             fn(x, y)
         dist.barrier()
         result[f"{mode}, {'DDP' if ddp else 'no DDP'}"] = bench(lambda fn=fn: fn(x, y), n, min(10, n // 4 + 1))
+    grads = tg.zeros(sum(a * b + b for a, b in zip(DIMS[:-1], DIMS[1:])))  # the step's one bucket
+    result["all_reduce"] = bench(lambda: dist.all_reduce(grads, op=dist.ReduceOp.AVG), n, min(10, n // 4 + 1))
     dist.barrier()
-    return {"world": world, "steps": result}
+    return {"world": world, "steps": result, "numel": grads.numel()}
 
 
 def run(quick: bool = False) -> dict:
@@ -74,8 +77,9 @@ def run(quick: bool = False) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"the {ranks}-rank benchmark failed:\n{proc.stdout}\n{proc.stderr}")
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        out[ranks] = next(r for r in lines if r["rank"] == 0)["steps"]
-    return {"n": n, "results": out}
+        row = next(r for r in lines if r["rank"] == 0)
+        out[ranks] = row["steps"]
+    return {"n": n, "results": out, "numel": row["numel"]}
 
 
 def report(r: dict) -> None:
@@ -90,6 +94,8 @@ def report(r: dict) -> None:
         base, ddp1, ddp2 = (BATCH * 1e6 / one[f"{mode}, no DDP"], BATCH * 1e6 / one[f"{mode}, DDP"],
                             2 * BATCH * 1e6 / two[f"{mode}, DDP"])
         print(f"{LABEL:<36}{mode:<8}{base:12.0f}{ddp1:12.0f}{ddp2:13.0f}{ddp2 / base:12.2f}x")
+    print(f"all_reduce (AVG) of the step's {r['numel']} float32 gradients ({r['numel'] * 4 / 1e6:.2f} MB), median: "
+          f"{one['all_reduce']:.0f} us on 1 rank, {two['all_reduce']:.0f} us on 2 ranks")
 
 
 def main(argv=None) -> None:

@@ -301,7 +301,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
         _write(tensor, apply(ops.ALL_REDUCE, tensor, reduce_op=op.name))
         return _traced(async_op)
     buf, finish = _inplace_buffer(tensor, "all_reduce")
-    return _run(pg.all_reduce(buf, op.name, finish), async_op)
+    return _run(pg.all_reduce(buf, op.name, finish, blocking=not async_op), async_op)
 
 
 def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=None):
@@ -313,7 +313,7 @@ def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=No
         _write(tensor, apply(ops.BROADCAST, tensor, src=src))
         return _traced(async_op)
     buf, finish = _inplace_buffer(tensor, "broadcast")
-    return _run(pg.broadcast(buf, src, finish), async_op)
+    return _run(pg.broadcast(buf, src, finish, blocking=not async_op), async_op)
 
 
 def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
@@ -340,7 +340,7 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
         for t, row in zip(tensor_list, out):
             t._data[...] = row
             _bump(t)
-    return _run(pg.all_gather(out, np.ascontiguousarray(tensor._data), finish), async_op)
+    return _run(pg.all_gather(out, np.ascontiguousarray(tensor._data), finish, blocking=not async_op), async_op)
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
@@ -360,7 +360,8 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
         return _traced(async_op)
     buf, finish = _inplace_buffer(output_tensor, "all_gather_into_tensor")
     out = buf.reshape((n,) + input_tensor._data.shape)
-    return _run(pg.all_gather(out, np.ascontiguousarray(input_tensor._data), finish), async_op)
+    return _run(pg.all_gather(out, np.ascontiguousarray(input_tensor._data), finish, blocking=not async_op),
+                async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -382,7 +383,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
         return _traced(async_op)
     buf, finish = _inplace_buffer(output, "reduce_scatter")
     send = np.stack([t._data for t in input_list])
-    return _run(pg.reduce_scatter(buf, send, op.name, finish), async_op)
+    return _run(pg.reduce_scatter(buf, send, op.name, finish, blocking=not async_op), async_op)
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: bool = False):  # noqa: A002
@@ -403,7 +404,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
         return _traced(async_op)
     buf, finish = _inplace_buffer(output, "reduce_scatter_tensor")
     send = np.ascontiguousarray(input._data).reshape((n,) + buf.shape)
-    return _run(pg.reduce_scatter(buf, send, op.name, finish), async_op)
+    return _run(pg.reduce_scatter(buf, send, op.name, finish, blocking=not async_op), async_op)
 
 
 def barrier(group=None, async_op: bool = False, device_ids=None, timeout=None):

@@ -31,27 +31,27 @@ def _contiguous_copy(x: np.ndarray) -> np.ndarray:
 
 def _all_reduce(x, reduce_op):
     out = _contiguous_copy(x)
-    _group().all_reduce(out, reduce_op).wait()
+    _group().all_reduce(out, reduce_op, blocking=True).wait()
     return out
 
 
 def _broadcast(x, src):
     out = _contiguous_copy(x)
-    _group().broadcast(out, src).wait()
+    _group().broadcast(out, src, blocking=True).wait()
     return out
 
 
 def _all_gather(x, world_size):
     x = np.ascontiguousarray(x)
     out = np.empty((world_size,) + x.shape, x.dtype)
-    _group().all_gather(out, x).wait()
+    _group().all_gather(out, x, blocking=True).wait()
     return out
 
 
 def _reduce_scatter(x, reduce_op, world_size):
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape[1:], x.dtype)
-    _group().reduce_scatter(out, x, reduce_op).wait()
+    _group().reduce_scatter(out, x, reduce_op, blocking=True).wait()
     return out
 
 

@@ -225,7 +225,16 @@ class ProcessGroupMPI:
             + "; ".join(f"rank {r}: {_describe(rows[r])}" for r in range(self._size)))
 
     # ------------------------------------------------------------------ the collectives, on numpy arrays
-    def all_reduce(self, array: np.ndarray, op: str, finish=None, kind: str = "all_reduce") -> Work:
+    def _stage(self, blocking: bool, call, start):
+        """A data stage: the nonblocking `start()` (its request), or, for a collective waited for at once, the
+        blocking `call()` (MPI's fastest algorithms; the fingerprint exchange before it is the rendezvous with a
+        deadline: once it matched, every rank is in this collective)."""
+        if not blocking:
+            return start
+        return lambda: (call(), self.MPI.REQUEST_NULL)[1]
+
+    def all_reduce(self, array: np.ndarray, op: str, finish=None, kind: str = "all_reduce",
+                   blocking: bool = False) -> Work:
         """Reduce `array` (C-contiguous, written in place) over the ranks."""
         MPI = self.MPI  # noqa: N806
         if array.dtype == np.bool_:
@@ -250,21 +259,24 @@ class ProcessGroupMPI:
             if finish is not None:
                 finish()
         return self.submit(kind, _what(array, op=op),
-                           [lambda: self.comm.Iallreduce(MPI.IN_PLACE, buf, mpi_op)], finish_, op=op, array=array)
+                           [self._stage(blocking, lambda: self.comm.Allreduce(MPI.IN_PLACE, buf, mpi_op),
+                                        lambda: self.comm.Iallreduce(MPI.IN_PLACE, buf, mpi_op))],
+                           finish_, op=op, array=array)
 
-    def broadcast(self, array: np.ndarray, src: int, finish=None) -> Work:
+    def broadcast(self, array: np.ndarray, src: int, finish=None, blocking: bool = False) -> Work:
         """Rank `src`'s `array` into every rank's (C-contiguous, written in place)."""
         buf = array.view(np.uint16) if array.dtype == np.float16 else array
-        return self.submit("broadcast", _what(array, src=src), [lambda: self.comm.Ibcast(buf, root=src)], finish,
-                           root=src, array=array)
+        stage = self._stage(blocking, lambda: self.comm.Bcast(buf, root=src), lambda: self.comm.Ibcast(buf, root=src))
+        return self.submit("broadcast", _what(array, src=src), [stage], finish, root=src, array=array)
 
-    def all_gather(self, out: np.ndarray, array: np.ndarray, finish=None) -> Work:
+    def all_gather(self, out: np.ndarray, array: np.ndarray, finish=None, blocking: bool = False) -> Work:
         """Every rank's `array` into `out` (shape ``(world size, *array.shape)``, C-contiguous)."""
         send, recv = (array.view(np.uint16), out.view(np.uint16)) if array.dtype == np.float16 else (array, out)
-        return self.submit("all_gather", _what(array), [lambda: self.comm.Iallgather(send, recv)], finish,
-                           array=array)
+        stage = self._stage(blocking, lambda: self.comm.Allgather(send, recv), lambda: self.comm.Iallgather(send, recv))
+        return self.submit("all_gather", _what(array), [stage], finish, array=array)
 
-    def reduce_scatter(self, out: np.ndarray, array: np.ndarray, op: str, finish=None) -> Work:
+    def reduce_scatter(self, out: np.ndarray, array: np.ndarray, op: str, finish=None,
+                       blocking: bool = False) -> Work:
         """Reduce `array` (shape ``(world size, *out.shape)``) over the ranks; rank r gets row r in `out`."""
         if array.dtype == np.bool_ or array.dtype == np.float16:
             raise ValueError(f"reduce_scatter: {array.dtype} tensors are not supported")
@@ -279,10 +291,14 @@ class ProcessGroupMPI:
             if finish is not None:
                 finish()
         return self.submit("reduce_scatter", _what(array, op=op),
-                           [lambda: self.comm.Ireduce_scatter_block(array, out, mpi_op)], finish_, op=op, array=array)
+                           [self._stage(blocking, lambda: self.comm.Reduce_scatter_block(array, out, mpi_op),
+                                        lambda: self.comm.Ireduce_scatter_block(array, out, mpi_op))],
+                           finish_, op=op, array=array)
 
     def barrier(self) -> Work:
-        return self.submit("barrier", "", [self.comm.Ibarrier])
+        """Every rank reached it once the fingerprint exchange (an all-gather: it completes when all contributed)
+        has: no data stage."""
+        return self.submit("barrier", "", [])
 
     def all_gather_bytes(self, data: bytes, kind: str = "all_gather_object") -> tuple:
         """Every rank's `data` (of any length); returns ``(work, result)``: `result` holds the list once done."""
@@ -312,7 +328,7 @@ class ProcessGroupMPI:
     def tier_switch(self, done: bool) -> bool:
         """Whether every rank is ready to switch a compiled variant to native code (see `runtime/tiered.py`)."""
         flag = np.array([1 if done else 0], np.int32)
-        self.all_reduce(flag, "MIN", kind="tier switch").wait()
+        self.all_reduce(flag, "MIN", kind="tier switch", blocking=True).wait()
         return bool(flag[0])
 
 

@@ -5,7 +5,8 @@ same parameter shapes). The parameters are grouped into buckets in reverse order
 their gradients: PyTorch's first bucket holds at most 1 MiB, the others 25 MiB). During backward a hook on each
 parameter (`Tensor.register_post_accumulate_grad_hook`) marks its gradient ready; when every gradient of a bucket
 is ready (and the buckets before it have started), the bucket's gradients are flattened into one tensor and
-averaged with a nonblocking ``all_reduce(op=AVG)``, while backward goes on computing the next buckets'. At the end
+averaged with a nonblocking ``all_reduce(op=AVG)``, while backward goes on computing the next buckets' (the last
+bucket, which nothing is left to overlap with, with a blocking one). At the end
 of backward (`autograd.engine.queue_callback`) each bucket is waited for and its averages are copied back into the
 ``.grad`` of its parameters.
 
@@ -166,10 +167,13 @@ class DistributedDataParallel(Module):
             self.process_group.progress()  # move the buckets under way forward while backward goes on
 
     def _launch(self, st: _Reduction, b: int) -> None:
+        # NOTE: the last bucket is averaged at once (backward has nothing left to overlap it with), by MPI's
+        # blocking all-reduce, which is faster than the nonblocking one (2x for 1 MB on this machine)
+        last = b == len(self._buckets) - 1
         with no_grad():
             grads = [p.grad if p.grad is not None else zeros_like(p) for p in self._buckets[b]]
             flat = cat([g.reshape(-1) for g in grads])
-            st.works.append((b, flat, dist.all_reduce(flat, op=dist.ReduceOp.AVG, async_op=True)))
+            st.works.append((b, flat, dist.all_reduce(flat, op=dist.ReduceOp.AVG, async_op=not last)))
         st.launched += 1
 
     def _finalize(self) -> None:
@@ -190,7 +194,8 @@ class DistributedDataParallel(Module):
                 self._launch(st, st.launched)
         with no_grad():
             for b, flat, work in st.works:
-                work.wait()
+                if work is not None:
+                    work.wait()
                 offset = 0
                 for p in self._buckets[b]:
                     n = p.numel()
