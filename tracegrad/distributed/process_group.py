@@ -9,9 +9,12 @@ This is the only module that imports mpi4py (when a group is created, never at i
   disagree (other shapes, another collective, one more or one fewer) get `DistError` naming what each rank runs,
   instead of MPI's undefined behaviour (a hang or garbage). The check and the data use separate communicators, and
   data collectives start in sequence order, so every rank starts them in the same order (MPI's rule).
-- **Deadlines.** Each collective must finish within the group's timeout (`init_process_group(timeout=...)`):
-  waiting polls the requests and raises `DistBackendError` past the deadline, so a rank that hangs or stopped
-  makes the others fail with a message instead of hanging.
+- **Deadlines.** The fingerprint exchange is the rendezvous: every rank must reach it within the group's timeout
+  (`init_process_group(timeout=...)`); waiting polls the requests and raises `DistBackendError` past the deadline,
+  so a rank that hangs or stopped makes the others fail with a message instead of hanging. Once every rank is
+  in the collective, a collective waited for at once (``async_op=False``, and every one in a compiled graph) moves
+  its data with MPI's blocking call, the fastest; a nonblocking one (``async_op=True``) stays polled against the
+  deadline. (A rank that dies inside a data transfer makes mpirun stop the job.)
 - **Progress.** `Work.wait()` and `progress()` drive MPI (Open MPI moves nonblocking collectives forward only
   inside MPI calls); DistributedDataParallel calls `progress()` from its gradient hooks, so a bucket's average
   moves while backward computes the next bucket's gradients.
