@@ -6,7 +6,7 @@ import tracegrad
 import tracegrad._tensor
 
 # PyTorch scripts, run by test_pytorch_scripts.py in their own processes: never imported (by --doctest-modules)
-collect_ignore = ["pytorch_scripts"]
+collect_ignore = ["pytorch_scripts", "distributed_scripts"]  # the latter: run by test_distributed.py under mpirun
 
 # Every compiler pass run by any test is followed by `verify` (SSA, order, shape rules).
 os.environ["TRACEGRAD_VERIFY"] = "1"

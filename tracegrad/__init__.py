@@ -350,3 +350,6 @@ globals().update({_name: getattr(nn.functional, _name) for _name in (
     "instance_norm kl_div margin_ranking_loss max_pool1d pairwise_distance poisson_nll_loss rms_norm "
     "triplet_margin_loss").split()})
 # ---- end of the nn-more block
+
+# ---- data parallelism on MPI (tracegrad.distributed; never imports mpi4py until init_process_group)
+from . import distributed  # noqa: E402

@@ -326,6 +326,22 @@ class Tensor:
         node = self._accumulator() if self.grad_fn is None else self.grad_fn
         return node.add_pre_hook(hook, self)
 
+    def register_post_accumulate_grad_hook(self, hook) -> RemovableHandle:
+        """Call `hook(self)` after a backward pass has accumulated a gradient into this leaf's `.grad` (eager and
+        compiled; DistributedDataParallel starts averaging a bucket of gradients from such hooks).
+
+        >>> import tracegrad as tg
+        >>> w = tg.ones(2, requires_grad=True)
+        >>> h = w.register_post_accumulate_grad_hook(lambda p: print("grad:", p.grad))
+        >>> (w * 3).sum().backward()
+        grad: tensor([3., 3.])
+        """
+        if not self._rg:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return self._accumulator().add_post_hook(hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (see `tracegrad.autograd.backward`)."""
         from .autograd.engine import backward

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable
 
@@ -67,13 +68,57 @@ def _rank(node):
     return node._seq
 
 
+_CALLBACKS: list = []  # queued by `queue_callback` during the outermost running backward pass
+_DEPTH = [0]          # how many backward passes are running (a hook may run another one)
+
+
+def queue_callback(callback) -> None:
+    """Run `callback()` once the backward pass that is running now has finished (after every hook and every
+    `.grad` accumulation: PyTorch's ``Variable._execution_engine.queue_callback``). DistributedDataParallel waits
+    for its gradient averaging there. Callbacks queued during a backward inside another one run when the
+    outermost one finishes; a failed backward drops them.
+
+    >>> import tracegrad as tg
+    >>> w = tg.ones(2, requires_grad=True)
+    >>> h = w.register_post_accumulate_grad_hook(lambda p: queue_callback(lambda: print("done:", p.grad)))
+    >>> (w * 2).sum().backward()
+    done: tensor([2., 2.])
+    """
+    if not _DEPTH[0]:
+        raise RuntimeError("Final callbacks can only be installed during backward pass.")
+    _CALLBACKS.append(callback)
+
+
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None, allow_unused=False,
                  accumulate=True):
     """Propagate gradients from `outputs`; accumulate into leaves, or capture those of `inputs`.
 
     Nodes run, and gradients are summed, in the order `ReverseSweep` defines (autograd/order.py), which
-    the compiler's autodiff pass shares: eager and compiled gradients are equal bit for bit.
+    the compiler's autodiff pass shares: eager and compiled gradients are equal bit for bit. Callbacks queued
+    meanwhile (`queue_callback`) run at the end of the outermost pass.
     """
+    with _backward_pass():
+        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused, accumulate)
+
+
+@contextlib.contextmanager
+def _backward_pass():
+    """A backward pass runs inside: at the end of the outermost one, the queued callbacks run."""
+    _DEPTH[0] += 1
+    try:
+        yield
+    except BaseException:
+        if _DEPTH[0] == 1:
+            _CALLBACKS.clear()
+        raise
+    finally:
+        _DEPTH[0] -= 1
+    if not _DEPTH[0]:
+        while _CALLBACKS:  # a callback may queue another one (PyTorch runs those too)
+            _CALLBACKS.pop(0)()
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused, accumulate):
     if _tracing.TRACER is not None:  # inside a traced function the compiler's autodiff pass derives it
         return _tracing.TRACER.run_backward(outputs, grad_outputs, create_graph, inputs, allow_unused, accumulate,
                                             retain_graph)
@@ -136,11 +181,12 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """
     if inputs is not None:
         inputs = _as_list(inputs)
-        grads = run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=inputs, allow_unused=True,
-                             accumulate=False)
-        for t, g in zip(inputs, grads):
-            if g is not None:
-                t._accumulator().accumulate(g, create_graph)
+        with _backward_pass():  # the accumulations (and their hooks) belong to the pass
+            grads = run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=inputs,
+                                 allow_unused=True, accumulate=False)
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    t._accumulator().accumulate(g, create_graph)
         return
     run_backward(tensors, grad_tensors, retain_graph, create_graph)
 

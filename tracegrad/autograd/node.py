@@ -122,18 +122,36 @@ def gradient_for(node, nr: int, g):
 
 
 class AccumulateGrad(_GraphNode):
-    """The sink of a leaf that requires grad: adds incoming gradients into `variable.grad`."""
+    """The sink of a leaf that requires grad: adds incoming gradients into `variable.grad`, then runs the hooks
+    registered with `Tensor.register_post_accumulate_grad_hook` (each called with the leaf)."""
 
-    __slots__ = ("variable",)
+    __slots__ = ("variable", "_post_hooks")
     next_functions = ()
 
     def __init__(self, variable):
         self.variable = variable
         self._pre_hooks = None
+        self._post_hooks = None
+
+    def add_post_hook(self, hook) -> RemovableHandle:
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return RemovableHandle(self._post_hooks, hook)
+
+    def run_post_hooks(self) -> None:
+        for hook in list(self._post_hooks):
+            hook(self.variable)
 
     def accumulate(self, grad, create_graph: bool):
         if _tracing.TRACER is not None:
-            return _tracing.TRACER.accumulate_grad(self.variable, grad, create_graph)
+            _tracing.TRACER.accumulate_grad(self.variable, grad, create_graph)
+        else:
+            self._accumulate(grad, create_graph)
+        if self._post_hooks:
+            self.run_post_hooks()
+
+    def _accumulate(self, grad, create_graph: bool):
         leaf = self.variable
         if leaf._grad is None:
             leaf._grad = _copy_grad(grad) if create_graph else \

@@ -117,9 +117,9 @@ def constant_folding(graph):
 
 def algebraic_simplification(graph):
     """Rewrite identities: ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0``, ``x/1``, ``x**1``, a cast to the same
-    dtype, a ``where`` whose condition is a constant, a reshape to the same shape, reshape of reshape, permute
-    of permute (double transpose), and a sum over the axes an expand broadcast (``sum(expand(x))`` -> ``x * n``,
-    integers only: see `_sum_of_expand`).
+    dtype, an expand to the same shape, a ``where`` whose condition is a constant, a reshape to the same shape,
+    reshape of reshape, permute of permute (double transpose), and a sum over the axes an expand broadcast
+    (``sum(expand(x))`` -> ``x * n``, integers only: see `_sum_of_expand`).
 
     A rewrite applies only where the result has the node's exact shape and dtype.
     """
@@ -167,6 +167,8 @@ def _simplify(g, node, producers):
     elif name in ("div", "pow") and _is_one(g, ins[1]):
         return ins[0]
     elif name == "cast" and ins[0].dtype is node.out.dtype:
+        return ins[0]
+    elif name == "expand" and ins[0].shape == node.out.shape:  # `copy_` of a same-shaped value
         return ins[0]
     elif name == "where" and ins[0] in g.consts and g.consts[ins[0]].size == 1:
         return ins[1] if g.consts[ins[0]].reshape(()).item() else ins[2]  # a decided condition: its branch

@@ -102,3 +102,8 @@ __all__ += ["MultiheadAttention", "Transformer", "TransformerEncoder", "Transfor
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402
 
 __all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+
+# dist block: data parallelism (tracegrad.distributed)
+from . import parallel  # noqa: E402
+
+__all__ += ["parallel"]

@@ -64,7 +64,10 @@ class Op:
                                                 the rest reach the VJP as AbstractValues (shape/dtype only)
     scalar                                      for elementwise ops: a Python expression over {0}, {1}, ...
                                                 (and {params}) for one element, used by codegen
-    effects                                     the op draws random numbers (a graph must run it every call)
+    effects                                     the op does more than compute its result: it draws random
+                                                numbers, or communicates (tracegrad.distributed's collectives):
+                                                a graph runs it at every call, in order; passes never fold,
+                                                merge or drop it, and a warm-up run skips it (runtime/tiered.py)
     saved_by                                    optional: for each input, which of `saves` its VJP rule reads;
                                                 eager autograd then saves only what the inputs that receive a
                                                 gradient need (as PyTorch: `a * 2.0` keeps nothing of `a`)
@@ -89,7 +92,7 @@ class Op:
     differentiable: bool = True
     backward_name: str = ""
     arity: int | None = None  # None: variadic
-    effects: bool = False  # draws random numbers: every call must run, in order (never merged, folded, removed)
+    effects: bool = False  # random draws, collectives: every call must run, in order (never merged, folded, removed)
     saved_by: tuple | None = None
     edges: tuple | None = None
     decompose: Callable | None = None

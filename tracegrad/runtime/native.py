@@ -290,20 +290,24 @@ class NativeProgram(Plan):
         self.write_slots = [slot[v] if (v in returned or v not in self.code.inplace) else None
                             for _, v in self.graph.writes]
 
-    def run(self, inputs: list) -> list:
+    def run(self, inputs: list, effects: bool = True) -> list:
+        """Execute; returns the environment. With ``effects=False`` (the warm-up runs that make numba load or
+        compile the segments, `runtime/tiered.py`) nodes with effects (random draws, collectives) are not run:
+        their values are zeros of their type, so a warm-up neither moves a random stream nor talks to other
+        processes."""
         if not self._loaded:
-            return self._first_run(inputs)
-        return self._run(inputs)
+            return self._first_run(inputs, effects)
+        return self._run(inputs, effects)
 
     _loaded = False
 
-    def _first_run(self, inputs: list) -> list:
+    def _first_run(self, inputs: list, effects: bool) -> list:
         """The first call loads the kernels from numba's disk cache (or compiles them). A cache file that is
         corrupted, truncated or empty makes numba fail to unpickle it: delete the module's cache files and
         compile again. (Nothing ran yet: numba loads a segment before it runs it, and a program that updates
         state in place is a single segment.)"""
         try:
-            env = self._run(inputs)
+            env = self._run(inputs, effects)
         except GuardError:
             raise
         except Exception as e:  # noqa: BLE001 - retried once on a clean cache; raised if it fails again
@@ -317,17 +321,19 @@ class NativeProgram(Plan):
                     pass
             warn_user(f"tracegrad: the kernel cache of {self.module.__name__} was unreadable "
                       f"({type(e).__name__}: {e}); removed {len(files)} file(s) and compiled again")
-            env = self._run(inputs)
+            env = self._run(inputs, effects)
         self._loaded = True
         return env
 
-    def _run(self, inputs: list) -> list:
+    def _run(self, inputs: list, effects: bool = True) -> list:
         env = self._start(inputs)
         for fn, ins, out, guards, node in self.steps:
             if node is None:  # a native segment: one call, several results
                 res = fn(*[env[i] for i in ins])
                 for s, r in zip(out, res):
                     env[s] = r
+            elif not effects and node.op.effects:
+                env[out] = np.zeros(node.out.shape, node.out.dtype.np)
             else:
                 try:
                     r = fn(*[env[i] for i in ins])

@@ -199,10 +199,24 @@ def _load(graph, fastmath: bool, copies: list):
     from .native import NativeProgram
     program = NativeProgram(graph, fastmath=fastmath)
     try:
-        program.run(copies)
+        program.run(copies, effects=False)  # no random draws in this thread, no collectives with other ranks
     except GuardError:
         pass  # the segments before the guard loaded; the calls check guards on their own values
     return program
+
+
+# NOTE: the ranks of a data-parallel job must run the same code at every call, or their weights drift apart in the
+# last bits (a native update kernel may round otherwise than numpy). tracegrad.distributed sets this to
+# `switch_together(done, graph)`: for a graph with collectives (which every rank runs at the same calls) a collective
+# that answers whether every rank's job is done, so that all ranks switch that variant to native code at the same
+# call; for any other graph (which may run on one rank only), `done`.
+SWITCH_TOGETHER = None
+
+
+def ready_to_switch(job, graph) -> bool:
+    """Whether a variant (of `graph`) whose native code `job` gets may switch to it now."""
+    done = job.done()
+    return done if SWITCH_TOGETHER is None else SWITCH_TOGETHER(done, graph)
 
 
 def native_or_job(graph, fastmath: bool, inputs: list):
@@ -232,7 +246,7 @@ def _compile_job(path: str) -> None:
     from .native import NativeProgram
     program = NativeProgram(graph, fastmath=fastmath)
     try:
-        program.run(inputs)
+        program.run(inputs, effects=False)  # a collective here would wait for ranks that never come
     except GuardError:
         pass  # the kernels before the guard compiled; the main process checks guards on its own values
 

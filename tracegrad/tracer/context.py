@@ -107,6 +107,7 @@ class Tracer:
         self.hyper_inputs: dict = {}  # (HyperNumber key, dtype) -> the 0-dim state tensor refilled every call
         self.hyper_feeds: list = []   # (that tensor, a function reading the number from the param groups)
         self.hyper_guards: list = []  # (read, expected, what, loc): decisions on hyperparameters
+        self.value_guards: list = []  # (read, expected, what): decisions on other Python state (`guard_on_value`)
         self.served: dict = {}        # (id(group), key) -> (group, type of the entry): read at every call
         self.custom: dict = {}        # output value of a custom autograd Function -> (its CustomCall, output number)
         self.custom_calls: dict = {}  # the Function's autograd node -> its CustomCall
@@ -450,6 +451,13 @@ class Tracer:
         if not any(w == what and e == expected for _, e, w, _ in self.hyper_guards):
             self.hyper_guards.append((read, expected, what, user_location()))
 
+    def guard_on_value(self, what: str, expected, read) -> None:
+        """Python decided something with a value of its own state that tensors don't show (DistributedDataParallel's
+        gradient-sync flag, which `no_sync()` turns off): `read()` is compared with `expected` before every call, and
+        a call where it differs traces again (the reason names `what`)."""
+        if not any(w == what and e == expected for _, e, w in self.value_guards):
+            self.value_guards.append((read, expected, what))
+
     def param_group_entry(self, group, key: str, value):
         """An optimizer param group's entry read while tracing: numbers are read again at every call."""
         entry = hyper_entry(self, group, key, value, f"{getattr(group, 'label', 'param_group')}[{key!r}]")
@@ -544,6 +552,8 @@ class Tracer:
                     if leaf._acc is not None and leaf._acc._pre_hooks:
                         g = leaf._acc.run_pre_hooks(g)
                     self.accumulate_grad(leaf, g, create_graph)
+                    if leaf._acc is not None and leaf._acc._post_hooks:
+                        leaf._acc.run_post_hooks()  # their ops are recorded after the leaf's gradient
         self.did_backward = True
         if inputs is not None:
             for k, g in enumerate(grads):

@@ -92,6 +92,7 @@ class Variant:
                         for opt, _ in self.optimizers}
         self.served = [(group, key, kind, n) for (_, key), (group, kind, n) in served.items()]
         self.hyper_guards = list(tracer.hyper_guards)
+        self.value_guards = list(tracer.value_guards)
         # 0-dim inputs holding hyperparameters: refilled from the param groups before every call
         self.feeds = [(t._data, read) for t, read in tracer.hyper_feeds]
         fed = {id(t) for t, _ in tracer.hyper_feeds}  # the variant's own 0-dim inputs: nothing else changes them
@@ -161,8 +162,10 @@ class Variant:
             if native is not None:  # the same module is loaded already (another batch size, another function)
                 self._program, self.tier, self.native_after = native, "native", self.calls
                 self.native_from = "loaded in this process already"
-        elif self.job is not None and self.job.done():
-            self._switch()
+        elif self.job is not None:
+            from ..runtime import tiered
+            if tiered.ready_to_switch(self.job, self.graph):
+                self._switch()
         return self.program
 
     def _switch(self) -> None:
@@ -208,6 +211,10 @@ class Variant:
             if got != expected:
                 return (f"optimizer hyperparameters: {what} was {expected!r} when traced, now {got!r} (the update's "
                         f"structure changes; at {loc or '?'})")
+        for read, expected, what in self.value_guards:
+            got = read()
+            if got != expected:
+                return f"{what}: {expected!r} -> {got!r}"
         for opt, hyper in self.optimizers:
             if len(opt.param_groups) != len(self._groups[id(opt)]) or any(
                     group is not g or any(_entry(group, k) is not v and _entry(group, k) != v for k, v in items)
@@ -223,6 +230,7 @@ class Variant:
         out += [f"module {type(m).__name__}.training == {tr}" for m, tr, _, _ in self.modules]
         out += [f"optimizer structure: {what} is {expected!r} (at {loc or '?'})"
                 for _, expected, what, loc in self.hyper_guards]
+        out += [f"{what} == {expected!r}" for _, expected, what in self.value_guards]
         out += [f"optimizer {type(o).__name__}: param groups and the entries read as Python values unchanged"
                 for o, _ in self.optimizers]
         return out

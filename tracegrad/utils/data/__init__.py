@@ -28,12 +28,12 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .. import dtypes
-from .._tensor import Tensor
-from ..creation import as_tensor, randint, randperm, tensor
-from ..ops.functions import stack
-from ..random import Generator, default_generator
-from ..sampling import multinomial  # linalg-optim block: WeightedRandomSampler draws as PyTorch
+from ... import dtypes
+from ..._tensor import Tensor
+from ...creation import as_tensor, randint, randperm, tensor
+from ...ops.functions import stack
+from ...random import Generator, default_generator
+from ...sampling import multinomial  # linalg-optim block: WeightedRandomSampler draws as PyTorch
 
 __all__ = [
     "BatchSampler",
@@ -773,3 +773,9 @@ class DataLoader:
                 length = length // self.batch_size if self.drop_last else math.ceil(length / self.batch_size)
             return length
         return len(self._index_sampler)
+
+
+# dist block: each rank's share of a dataset (`utils.data.distributed`, as in PyTorch)
+from .distributed import DistributedSampler  # noqa: E402
+
+__all__ += ["DistributedSampler"]
