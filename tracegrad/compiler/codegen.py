@@ -40,6 +40,7 @@ PARALLEL_THRESHOLD = 1 << 18
 _ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores them in one buffer (see `_group`)
 SEGMENT_LIMIT = 40  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
 _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}
 # in comments, a symbol is written between these marks: `module_source` shows its name, `source` this trace's size
@@ -533,6 +534,10 @@ class ModuleSource:
             if node.out.dtype.name == "float32" and all(v.dtype.name == "float32" for v in node.inputs):
                 for libm, vectorizable in _VECMATH.items():  # see vecmath: libm calls stop vectorization
                     expr = expr.replace(libm, vectorizable)
+                # NOTE: a Python float literal is a float64 in numba, which made float32 arithmetic run in float64
+                # (half the vector width, slow divisions: a sigmoid kernel 26% slower); numpy's float32 ops, which
+                # eager runs, round each step to float32 as these do
+                expr = _FLOAT_LITERAL.sub(r"np.float32(\1)", expr)
             lines.append(f"{indent}{local[node.out]} = {_CAST[node.out.dtype.name]}({expr})  # {self.describe(node)}")
         for v in stored:
             at = ', '.join(idx) if d else '()'
