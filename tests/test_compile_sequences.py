@@ -13,8 +13,14 @@ Specified here:
    four or more arrays of one dtype stores them in one buffer; a run of more than `SEGMENT_LIMIT` native units runs
    kernel by kernel, and segments whose code differs only in names and read offsets share one numba function
    (called with the offsets); all within round-off of eager;
-4. the forward of an embedding-style ``index_add`` (rows picked by one index array) equals ``np.add.at`` bit for bit.
+4. the forward of an embedding-style ``index_add`` (rows picked by one index array) equals ``np.add.at`` bit for bit;
+5. ``set_num_threads`` before numba is imported still limits numba's parallel loops in the thread running them.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -195,3 +201,23 @@ def test_row_index_add_equals_add_at_bit_for_bit(rows_shape, size, tail, dtype):
     got = _index_add_forward(g, rows, shape=(size,) + tail, index=(rows,))
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, expected)
+
+
+def test_set_num_threads_reaches_numba_imported_later(tmp_path):
+    """`set_num_threads(1)` before numba is imported still limits the native kernels' parallel loops (numba keeps
+    the count per thread; the runtime applies it before running native code)."""
+    script = textwrap.dedent("""
+        import sys
+        import tracegrad as tg
+        tg.set_num_threads(1)
+        assert "numba" not in sys.modules
+        f = tg.compile(lambda x: (x * 2.0).sum(), backend="numba", tiered=False)
+        for _ in range(3):
+            f(tg.ones(4))
+        import numba
+        print(numba.get_num_threads())
+    """)
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 
 def set_num_threads(n: int) -> None:
@@ -29,10 +30,34 @@ def set_num_threads(n: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
+    global _requested
+    _requested = n
+    limit_numba_threads()
+
+
+_requested: int | None = None  # the count last given to `set_num_threads`
+
+
+def limit_numba_threads() -> None:
+    """Apply `set_num_threads`'s count to numba's parallel kernels run by the calling thread, if numba is imported.
+
+    # NOTE: called again by the native runtime before a program's first run: numba is often imported after
+    # `set_num_threads` (by the first native compile), and numba keeps the count per thread. Without it, a kernel's
+    # parallel loop ran on every core and its threads, spinning after the loop, slowed the BLAS calls that followed
+    # (an LSTM step 25 -> 38 ms)."""
     numba = sys.modules.get("numba")
-    if numba is not None:
+    if numba is not None and _requested is not None:
         # NOTE: numba launches at most NUMBA_NUM_THREADS threads and only masks some of them out
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(_requested, numba.config.NUMBA_NUM_THREADS))
+        _applied.count = _requested
+
+
+_applied = threading.local()  # the count this thread last gave numba
+
+
+def numba_threads_limited() -> bool:
+    """Whether numba's count for the calling thread is `set_num_threads`'s (a cheap check for every native run)."""
+    return getattr(_applied, "count", None) == _requested
 
 
 def get_num_threads() -> int:

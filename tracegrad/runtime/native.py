@@ -32,6 +32,7 @@ import numpy as np
 
 from .._warnings import warn_user
 from ..compiler.codegen import ModuleSource, native_graph, numpy_blas
+from ..threads import limit_numba_threads, numba_threads_limited
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
 _LOADED: dict = {}
@@ -295,6 +296,8 @@ class NativeProgram(Plan):
         compile the segments, `runtime/tiered.py`) nodes with effects (random draws, collectives) are not run:
         their values are zeros of their type, so a warm-up neither moves a random stream nor talks to other
         processes."""
+        if not numba_threads_limited():
+            limit_numba_threads()
         if not self._loaded:
             return self._first_run(inputs, effects)
         return self._run(inputs, effects)
