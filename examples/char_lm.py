@@ -1,7 +1,7 @@
 """A character-level language model, eager and compiled: an LSTM and a small transformer learn to write Python by
 reading the standard library's own source (no download), then generate text.
 
-    python examples/char_lm.py                      # both models, 300 steps each (a minute or two)
+    python examples/char_lm.py                      # both models, 300 steps each (one to two minutes)
     python examples/char_lm.py --model lstm --steps 2000 --prompt "class "
     python examples/char_lm.py --quick              # a few seconds: 30 steps on 40,000 characters
 
@@ -25,11 +25,14 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, help="compiled training steps per model (default 300; --quick: 30)")
     ap.add_argument("--eager-steps", type=int, help="eager steps, for timing and comparison (default 30; --quick: 10)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 30 steps on 40,000 characters")
+    ap.add_argument("--until-native", type=float, help="after --steps, train on until native code has run 50 steps, "
+                    "for at most this many seconds (default 30; --quick: 0)")
     ap.add_argument("--prompt", default="def ", help="the start of the generated text")
     ap.add_argument("--chars", type=int, default=240, help="how many characters to generate")
     args = ap.parse_args(argv)
-    run(steps=args.steps, eager_steps=args.eager_steps, quick=args.quick, prompt=args.prompt,
-        sample_chars=args.chars, models=tuple(MODELS) if args.model == "both" else (args.model,))
+    models = tuple(MODELS) if args.model == "both" else (args.model,)
+    run(steps=args.steps, eager_steps=args.eager_steps, quick=args.quick, prompt=args.prompt, sample_chars=args.chars,
+        until_native=args.until_native, models=models)
 
 
 if __name__ == "__main__":

@@ -72,12 +72,13 @@ def decode(ids, chars: list[str] = CHARS) -> str:
     return "".join(chars[int(i)] for i in ids)
 
 
-def batches(data: np.ndarray, steps: int, seed: int = 0, batch: int = BATCH, seq_len: int = SEQ_LEN, lib=tracegrad):
-    """`steps` pairs (x, y) of (batch, seq_len) int64 tensors: random windows of `data`, and the same windows
-    one character later (the targets). The same seed gives the same windows."""
+def batches(data: np.ndarray, steps: int | None, seed: int = 0, batch: int = BATCH, seq_len: int = SEQ_LEN,
+            lib=tracegrad):
+    """`steps` pairs (x, y) of (batch, seq_len) int64 tensors (None: without end): random windows of `data`, and
+    the same windows one character later (the targets). The same seed gives the same windows."""
     rng = np.random.default_rng(seed)
     offsets = np.arange(seq_len + 1)
-    for _ in range(steps):
+    for _ in range(steps) if steps is not None else iter(int, 1):
         windows = data[rng.integers(0, len(data) - seq_len, batch)[:, None] + offsets]
         yield lib.from_numpy(windows[:, :-1].copy()), lib.from_numpy(windows[:, 1:].copy())
 
@@ -191,10 +192,12 @@ def generate(model, prompt: str, n: int, temperature: float = 0.8, seed: int = 0
 
 # ------------------------------------------------------------------------------------------------- training
 def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: float, seed: int = 0,
-          log_every: int = 0, out=print) -> dict:
+          log_every: int = 0, out=print, until_native: float = 0.0, native_steps: int = 50) -> dict:
     """Train a fresh model (`kind`: "lstm" or "transformer", initial weights from `seed`) for `steps` steps, eager
     or with the default `compile`; returns the model, the step, and per step: loss, time, tier ("eager",
-    "interpreter" or "native") and start time (seconds after the first call)."""
+    "interpreter" or "native") and start time (seconds after the first call). With `until_native` seconds, a
+    compiled step whose native code has not run `native_steps` steps yet trains on past `steps`, for at most that
+    much longer, so that both tiers are timed."""
     tracegrad.manual_seed(seed)
     model = MODELS[kind][1](len(CHARS))
     opt = tracegrad.optim.Adam(model.parameters(), lr=lr)
@@ -203,14 +206,22 @@ def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: flo
         step = tracegrad.compile(step)  # the default: numba kernels, the interpreter until they are ready
     losses, times, tiers, starts = [], [], [], []
     start = time.perf_counter()
-    for i, (x, y) in enumerate(batches(train_data, steps, seed)):
+    deadline = None
+    for i, (x, y) in enumerate(batches(train_data, None, seed)):
+        if i >= steps:
+            waiting = compiled and step.last_variant.backend == "numba" and tiers.count("native") < native_steps
+            deadline = deadline or time.perf_counter() + until_native
+            if not waiting or time.perf_counter() > deadline:
+                break
+            if i == steps:
+                out(f"  (on until native code has run {native_steps} steps, for at most {until_native:.0f} s more)")
         t0 = time.perf_counter()
         loss = step(x, y)
         times.append(time.perf_counter() - t0)
         starts.append(t0 - start)
         losses.append(loss)
         tiers.append((step.last_variant.tier or "trace") if compiled else "eager")
-        if log_every and (i % log_every == 0 or i == steps - 1):
+        if log_every and (i % log_every == 0 or i == steps - 1 or tiers[-2:] == ["interpreter", "native"]):
             recent = times[-log_every:] if i else times
             out(f"  step {i:>5}  loss {loss:6.3f}   {statistics.median(recent) * 1e3:7.1f} ms/step  ({tiers[-1]})",
                 flush=True)
@@ -248,9 +259,11 @@ def report_times(eager: dict, comp: dict, out=print) -> None:
 
 
 def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm", "transformer"),
-        quick: bool = False, prompt: str = "def ", sample_chars: int = 240, out=print) -> dict:
-    """Train each of `models` compiled for `steps` steps and eagerly for `eager_steps` (from the same weights, on
-    the same batches), print losses, times, a validation loss and a generated sample; returns the results."""
+        quick: bool = False, prompt: str = "def ", sample_chars: int = 240, until_native: float | None = None,
+        out=print) -> dict:
+    """Train each of `models` compiled for `steps` steps (and on, for at most `until_native` seconds, until native
+    code has run 50 steps: 30 by default, 0 with `quick`) and eagerly for `eager_steps` (from the same weights, on
+    the same batches); print losses, times, a validation loss and a generated sample; returns the results."""
     defaults = {"lstm": (300, 1e-2), "transformer": (300, 5e-3)}  # steps, Adam's learning rate
     text, chars = corpus(40_000 if quick else 300_000)
     data = encode(text, chars)
@@ -275,14 +288,15 @@ def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm"
         out(f"\n== {label}: {sum(p.numel() for p in probe.parameters()):,} parameters; loss in nats per character "
             f"(uniform guessing: {np.log(len(chars)):.2f})")
         out(f"compiled (the default tracegrad.compile), {n_steps} steps:")
-        comp = train(kind, train_data, n_steps, True, lr, log_every=log_every, out=out)
+        comp = train(kind, train_data, n_steps, True, lr, log_every=log_every, out=out,
+                     until_native=(0.0 if quick else 30.0) if until_native is None else until_native)
         out(f"eager, the first {n_eager} steps (same weights, same batches):")
         eager = train(kind, train_data, n_eager, False, lr, log_every=max(1, n_eager // 3), out=out)
         out("time per step:")
         report_times(eager, comp, out)
         val = evaluate(comp["model"], val_data)
-        out(f"validation loss (held-out text): {val:.3f}; training loss, mean of the last 10 steps: "
-            f"{statistics.mean(comp['losses'][-10:]):.3f}")
+        out(f"after {len(comp['losses'])} steps: validation loss (held-out text) {val:.3f}; training loss, mean of "
+            f"the last 10 steps: {statistics.mean(comp['losses'][-10:]):.3f}")
         t0 = time.perf_counter()
         sample = generate(comp["model"], prompt, sample_chars)
         out(f"generated in eager mode ({sample_chars} calls of the model on growing contexts, "
