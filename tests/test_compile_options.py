@@ -29,6 +29,7 @@ def test_print_passes_prints_the_graph_after_each_pass(capsys):
     headers = [line for line in out.splitlines() if line.startswith("--- ")]
     assert headers == ["--- traced (2 nodes)", "--- after constant_folding (2 nodes)",
                        "--- after algebraic_simplification (1 nodes)",
+                       "--- after merge_slice_gradients (1 nodes)",
                        "--- after common_subexpression_elimination (1 nodes)",
                        "--- after dead_code_elimination (1 nodes)"]
     assert "  %1:f32[2] = exp x" in out

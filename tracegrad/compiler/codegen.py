@@ -38,7 +38,7 @@ from .passes import lower_composites, merge_summed_matmuls, transpose_of_matmul
 
 PARALLEL_THRESHOLD = 1 << 18
 _ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores them in one buffer (see `_group`)
-SEGMENT_LIMIT = 64  # native units in one segment at most (see ModuleSource._plan_segments)
+SEGMENT_LIMIT = 40  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
 _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}

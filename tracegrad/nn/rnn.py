@@ -77,10 +77,11 @@ def _unbind(x: Tensor) -> tuple:
 
 
 def _gates(x: Tensor, n: int) -> tuple:
-    """(B, n*H) -> n pieces (B, H) (views: one reshape and one permute)."""
-    if n == 1:
-        return (x,)
-    return _unbind(x.reshape(x.shape[0], n, -1).permute(1, 0, 2))
+    """(B, n*H) -> n pieces (B, H): column slices.
+
+    # NOTE: plain slices, whose gradients the compiler's `merge_slice_gradients` lays side by side as one (B, n*H)
+    # concatenation, the operand of the next step's product; the kernels read the slices in place."""
+    return x.chunk(n, 1) if n > 1 else (x,)
 
 
 # ---------------------------------------------------------------------------------------- one time step
