@@ -50,7 +50,7 @@ def test_bench_quick_prints_every_table_and_saves_the_plot(tmp_path):
     out = run_cli("bench", "--quick", "--plot", str(png))
     for row in ["per-op (100 ops fwd+bwd)", "mid-size (2 matmul + 10 ew)", "ResNet-18 b8 3x64x64 fwd+bwd",
                 "MLP 64-128-10 b64 SGD step", "MLP 10-5-2 b16 SGD step", "MLP 784-256-256-10 b128 step",
-                "latency of the first three calls", "GELU-tanh chain", "LSTM LM step (H128), seq 16",
+                "latency of the first three calls", "GELU-tanh chain", "LSTM LM step (H128), seq 32",
                 "transformer 2x(d64 h4 ff128) step, seq 32", "loss of the first step"]:
         assert row in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

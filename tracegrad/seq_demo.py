@@ -206,12 +206,19 @@ def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: flo
         step = tracegrad.compile(step)  # the default: numba kernels, the interpreter until they are ready
     losses, times, tiers, starts = [], [], [], []
     start = time.perf_counter()
+    def log(i: int) -> None:
+        recent = times[-log_every:] if i else times
+        out(f"  step {i:>5}  loss {losses[-1]:6.3f}   {statistics.median(recent) * 1e3:7.1f} ms/step  ({tiers[-1]})",
+            flush=True)
+
     deadline = None
     for i, (x, y) in enumerate(batches(train_data, None, seed)):
         if i >= steps:
             waiting = compiled and step.last_variant.backend == "numba" and tiers.count("native") < native_steps
             deadline = deadline or time.perf_counter() + until_native
             if not waiting or time.perf_counter() > deadline:
+                if log_every and i > steps:
+                    log(i - 1)
                 break
             if i == steps:
                 out(f"  (on until native code has run {native_steps} steps, for at most {until_native:.0f} s more)")
@@ -221,10 +228,9 @@ def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: flo
         starts.append(t0 - start)
         losses.append(loss)
         tiers.append((step.last_variant.tier or "trace") if compiled else "eager")
-        if log_every and (i % log_every == 0 or i == steps - 1 or tiers[-2:] == ["interpreter", "native"]):
-            recent = times[-log_every:] if i else times
-            out(f"  step {i:>5}  loss {loss:6.3f}   {statistics.median(recent) * 1e3:7.1f} ms/step  ({tiers[-1]})",
-                flush=True)
+        if log_every and ((i < steps and (i % log_every == 0 or i == steps - 1))
+                          or tiers[-2:] == ["interpreter", "native"]):
+            log(i)
     return {"model": model, "step": step, "losses": losses, "times": times, "tiers": tiers, "starts": starts}
 
 

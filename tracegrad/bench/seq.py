@@ -14,9 +14,8 @@ data: the first step's loss is printed for each, as a check that they compute th
 The time per step is the median over all timed steps; the range is that of the medians of five consecutive blocks
 of steps (how much the median moved while the shared machine's load changed).
 
---quick: 10 timed steps; the LSTM with sequence 16 (its numba compile, a separate cold one, is the quick run's
-largest cost; a sequence of 8 compiles much slower, as one native function); the transformer without the numba
-row (its cold compile takes about a minute).
+--quick: 10 timed steps, and no numba row for the transformer (its cold compile took 38-112 s on the shared 2-core
+machine; the LSTM's, which --quick keeps, 16-25 s, about the same for sequences of 8, 16 and 32).
 
 Run:  python -m tracegrad bench --suite seq [--quick]
 """
@@ -78,7 +77,7 @@ def run(quick: bool = False) -> dict:
     """Measure every (mode, workload) in its own process; returns what `report` prints."""
     n = 10 if quick else 100
     have_torch = importlib.util.find_spec("torch") is not None
-    seqs = {"lstm": 16 if quick else SEQ, "transformer": SEQ}
+    seqs = {"lstm": SEQ, "transformer": SEQ}
     results = {}
     with tempfile.TemporaryDirectory() as cache:  # numba compiles from an empty kernel cache
         env = dict(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
@@ -120,15 +119,14 @@ def report(r: dict) -> None:
     print("loss of the first step (same weights and data in every mode): "
           + "; ".join(f"{w} " + ", ".join(f"{m} {s[m]['loss0']:.5f}" for m in s) for w, s in res.items()))
     if "tg numba" not in res["transformer"]:
-        print("(--quick: no numba row for the transformer, whose cold compile takes about a minute; the LSTM with "
-              "sequence 16)")
+        print("(--quick: no numba row for the transformer, whose cold compile takes about a minute)")
 
 
 def main(argv=None) -> None:
     if (args := worker_args()) is not None:
         return send(measure(args[0], args[1], int(args[2]), int(args[3])))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps, a shorter LSTM sequence, no numba transformer")
+    ap.add_argument("--quick", action="store_true", help="fewer steps, no numba row for the transformer")
     report(run(ap.parse_args(argv).quick))
 
 
