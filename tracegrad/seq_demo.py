@@ -27,6 +27,7 @@ The models are written once for any PyTorch-like library (`lib=tracegrad` or `li
 """
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -36,6 +37,7 @@ import numpy as np
 import tracegrad
 
 SEQ_LEN, BATCH = 32, 32
+_print = functools.partial(print, flush=True)  # progress shows as it happens, also when the output is a pipe
 # NOTE: read in this order and cut at `max_chars`: the same text for a given Python version (the validation split
 # is the end of it, inside collections/__init__.py)
 SOURCES = ("textwrap", "string", "heapq", "bisect", "functools", "contextlib", "fractions", "random", "pprint",
@@ -192,7 +194,7 @@ def generate(model, prompt: str, n: int, temperature: float = 0.8, seed: int = 0
 
 # ------------------------------------------------------------------------------------------------- training
 def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: float, seed: int = 0,
-          log_every: int = 0, out=print, until_native: float = 0.0, native_steps: int = 50) -> dict:
+          log_every: int = 0, out=_print, until_native: float = 0.0, native_steps: int = 50) -> dict:
     """Train a fresh model (`kind`: "lstm" or "transformer", initial weights from `seed`) for `steps` steps, eager
     or with the default `compile`; returns the model, the step, and per step: loss, time, tier ("eager",
     "interpreter" or "native") and start time (seconds after the first call). With `until_native` seconds, a
@@ -208,8 +210,7 @@ def train(kind: str, train_data: np.ndarray, steps: int, compiled: bool, lr: flo
     start = time.perf_counter()
     def log(i: int) -> None:
         recent = times[-log_every:] if i else times
-        out(f"  step {i:>5}  loss {losses[-1]:6.3f}   {statistics.median(recent) * 1e3:7.1f} ms/step  ({tiers[-1]})",
-            flush=True)
+        out(f"  step {i:>5}  loss {losses[-1]:6.3f}   {statistics.median(recent) * 1e3:7.1f} ms/step  ({tiers[-1]})")
 
     deadline = None
     for i, (x, y) in enumerate(batches(train_data, None, seed)):
@@ -240,7 +241,7 @@ def _ms(times: list) -> str:
             f"{len(times)} steps)")
 
 
-def report_times(eager: dict, comp: dict, out=print) -> None:
+def report_times(eager: dict, comp: dict, out=_print) -> None:
     """Time per step of each mode and tier, when native code took over, and how far the losses are apart."""
     out(f"  eager:                  {_ms(eager['times'][3:] or eager['times'])}")
     tiers = comp["tiers"]
@@ -266,7 +267,7 @@ def report_times(eager: dict, comp: dict, out=print) -> None:
 
 def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm", "transformer"),
         quick: bool = False, prompt: str = "def ", sample_chars: int = 240, until_native: float | None = None,
-        out=print) -> dict:
+        out=_print) -> dict:
     """Train each of `models` compiled for `steps` steps (and on, for at most `until_native` seconds, until native
     code has run 50 steps: 30 by default, 0 with `quick`) and eagerly for `eager_steps` (from the same weights, on
     the same batches); print losses, times, a validation loss and a generated sample; returns the results."""
@@ -276,7 +277,7 @@ def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm"
     cut = int(len(data) * 0.9)
     train_data, val_data = data[:cut], data[cut:]
     out(f"tracegrad demo --seq: character-level language models on {len(text):,} characters of the standard "
-        f"library's source ({', '.join(os.path.basename(s) for s in SOURCES)}; the last 10% held out), "
+        f"library's source ({', '.join(s.split(os.sep)[0] for s in SOURCES)}; the last 10% held out), "
         f"{len(chars)} characters, windows of {SEQ_LEN}, batch {BATCH}, Adam, 1 thread")
     # NOTE: set_num_threads limits numba's threads only once numba is imported. The default compile's kernels run
     # numba's parallel loops; with numba's default 2 threads the compiled LSTM step took 50 ms instead of 33 on the
@@ -305,8 +306,8 @@ def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm"
             f"the last 10 steps: {statistics.mean(comp['losses'][-10:]):.3f}")
         t0 = time.perf_counter()
         sample = generate(comp["model"], prompt, sample_chars)
-        out(f"generated in eager mode ({sample_chars} calls of the model on growing contexts, "
-            f"{time.perf_counter() - t0:.1f} s), temperature 0.8, seed 0:")
+        out(f"generated in eager mode (one call of the model per character, {time.perf_counter() - t0:.1f} s), "
+            "temperature 0.8, seed 0:")
         out("-" * 72 + "\n" + sample + "\n" + "-" * 72)
         results[kind] = {"compiled": comp, "eager": eager, "val_loss": val, "sample": sample}
     return results
