@@ -50,13 +50,19 @@ def test_bench_quick_prints_every_table_and_saves_the_plot(tmp_path):
     out = run_cli("bench", "--quick", "--plot", str(png))
     for row in ["per-op (100 ops fwd+bwd)", "mid-size (2 matmul + 10 ew)", "ResNet-18 b8 3x64x64 fwd+bwd",
                 "MLP 64-128-10 b64 SGD step", "MLP 10-5-2 b16 SGD step", "MLP 784-256-256-10 b128 step",
-                "latency of the first three calls", "GELU-tanh chain"]:
+                "latency of the first three calls", "GELU-tanh chain", "LSTM LM step (H128), seq 32",
+                "transformer 2x(d64 h4 ff128) step, seq 32", "loss of the first step"]:
         assert row in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sequence suite's modes (and PyTorch, when installed) start from the same weights: the same first loss
+    first_losses = next(x for x in out.splitlines() if x.startswith("loss of the first step")).split(": ", 1)[1]
+    for workload in first_losses.split("; "):
+        losses = [float(v) for v in re.findall(r" (\d+\.\d+)", workload)]
+        assert len(losses) >= 2 and max(losses) - min(losses) < 1e-4, workload
 
 
 def test_benchmark_scripts_are_the_same_suites():
-    for script in ("bench_eager.py", "bench_training.py", "bench_compile.py"):
+    for script in ("bench_eager.py", "bench_training.py", "bench_compile.py", "bench_seq.py"):
         text = (ROOT / "benchmarks" / script).read_text()
         assert re.search(r"from tracegrad\.bench\.\w+ import main", text)
 

@@ -12,7 +12,7 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_dynamic_graphs", "02_static_graphs", "03_static_vs_dynamic", "04_training"]
+EXPECTED = ["01_dynamic_graphs", "02_static_graphs", "03_static_vs_dynamic", "04_training", "05_sequence_models"]
 
 
 def execute(path: Path, timeout: int = 600):
@@ -23,7 +23,7 @@ def execute(path: Path, timeout: int = 600):
     return nb
 
 
-def test_the_four_notebooks_exist():
+def test_the_five_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 

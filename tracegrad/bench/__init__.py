@@ -6,10 +6,11 @@
   first-call latency with an empty and a warm kernel cache; a fused elementwise chain against memcpy.
 
 - `distributed`: the MLP 784-256-256-10 step's throughput on 1 and 2 ranks with DistributedDataParallel (MPI).
+- `seq`: an LSTM language-model training step and a 2-layer transformer step, eager, compiled and PyTorch eager.
 
 Run them with ``python -m tracegrad bench [--suite NAME] [--quick] [--plot FILE]``.
 """
-SUITES = ("eager", "training", "compiled", "distributed")
+SUITES = ("eager", "training", "compiled", "distributed", "seq")
 
 
 def main(suites=SUITES, quick: bool = False, plot: str | None = None) -> None:
