@@ -279,11 +279,7 @@ def run(steps: int | None = None, eager_steps: int | None = None, models=("lstm"
     out(f"tracegrad demo --seq: character-level language models on {len(text):,} characters of the standard "
         f"library's source ({', '.join(s.split(os.sep)[0] for s in SOURCES)}; the last 10% held out), "
         f"{len(chars)} characters, windows of {SEQ_LEN}, batch {BATCH}, Adam, 1 thread")
-    # NOTE: set_num_threads limits numba's threads only once numba is imported. The default compile's kernels run
-    # numba's parallel loops; with numba's default 2 threads the compiled LSTM step took 50 ms instead of 33 on the
-    # shared 2-core machine (and PyTorch, alternated with it in one process, 1.5 s instead of 22 ms)
-    import numba  # noqa: F401
-    tracegrad.set_num_threads(1)
+    tracegrad.set_num_threads(1)  # BLAS and numba's parallel loops (numba imported later gets it too)
     results = {}
     for kind in models:
         label, _ = MODELS[kind]
