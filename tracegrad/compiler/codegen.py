@@ -235,9 +235,11 @@ class ModuleSource:
         """The value's shape, with a `Size` where the size follows the batch."""
         return self.sizes.shape(v) if self.sizes else v.shape
 
+    _literal_sizes = False  # set while a kernel that must print its sizes as numbers is generated
+
     def dim(self, n) -> str:
         """One size in code: a symbol the current segment reads, or the number."""
-        if isinstance(n, Size) and n.name in self._avail:
+        if isinstance(n, Size) and n.name in self._avail and not self._literal_sizes:
             self._size_of[n.name] = n
             self._used.add(n.name)
             return n.name
@@ -310,6 +312,7 @@ class ModuleSource:
                 body += self._group(unit, made_outside=lambda v, unit=unit: v not in {n.out for n in unit},
                                     needed=lambda v, end=end, unit=unit: last_use.get(v, -1) > end or
                                     any(v in n.inputs for _, u in run if u is not unit for n in u))
+                self._literal_sizes = False
             else:
                 body += self._single(unit[0]).split("\n")
         # the symbols used and those they are computed from, in the order they can be computed
@@ -328,17 +331,24 @@ class ModuleSource:
 
     def _render_segments(self) -> None:
         """The segments' code. Segments whose code is the same up to the names of their values and the offsets
-        of their reads (``x[t]``), as an RNN's cell kernel at every time step, share one function that takes the
-        offsets as arguments: numba compiles it once. A segment met once keeps its offsets as literals."""
+        of their reads (``x[t]``), as an RNN's cell kernel at every time step, share one function: numba compiles
+        it once. The offsets that differ between them (``t``) are its arguments; those they all share (the
+        gates' columns) stay literals, as do all offsets of a segment met once.
+
+        # NOTE: literals where possible: LLVM proves reads at constant offsets of one array don't overlap the
+        # kernel's stores with fewer runtime checks, and too many checks stop it from vectorizing the loop."""
         canonical = [_canonical(args, body + [ret]) for _, args, body, ret, _ in self._segments]
-        count: dict = {}
-        for code, _, _ in canonical:
-            count[code] = count.get(code, 0) + 1
+        members: dict = {}
+        for code, _, params in canonical:
+            members.setdefault(code, []).append(params)
+        varying = {code: [len({p[j][0] for p in ps}) > 1 for j in range(len(ps[0]))] if len(ps) > 1 else None
+                   for code, ps in members.items()}
         shared: dict = {}
         step_of = {step[1]: k for k, step in enumerate(self.steps) if step[0] == "native"}
         for (fname, args, body, ret, parallel), (code, lines, params) in zip(self._segments, canonical):
             decorator = f"@njit(cache=True, error_model='numpy', fastmath={self.fastmath}, parallel={parallel})"
-            if count[code] == 1:
+            varies = varying[code]
+            if varies is None:
                 self.lines += [decorator, f"def {fname}({', '.join(args)}):"]
                 self.lines += ["    " + _unmark(line) for line in body]
                 self.lines += [f"    {ret}", "", ""]
@@ -346,11 +356,12 @@ class ModuleSource:
             k = step_of[fname]
             if code not in shared:
                 shared[code] = fname
-                names = [f"p{i}" for i in range(len(params))] + [f"a{i}" for i in range(len(args))]
+                names = [f"p{j}" for j, v in enumerate(varies) if v] + [f"a{i}" for i in range(len(args))]
                 self.lines += [decorator, f"def {fname}({', '.join(names)}):"]
-                self.lines += ["    " + line for line in lines]
+                self.lines += ["    " + _place_offsets(line, params, varies) for line in lines]
                 self.lines += ["", ""]
-            self.steps[k] = self.steps[k][:1] + (shared[code],) + self.steps[k][2:] + (tuple(params),)
+            offsets = tuple(value for (value, _), v in zip(params, varies) if v)
+            self.steps[k] = self.steps[k][:1] + (shared[code],) + self.steps[k][2:] + (offsets,)
         self.n_shared = len(shared)
 
     def _symbols_of(self, reads) -> dict:
@@ -464,11 +475,15 @@ class ModuleSource:
         # NOTE: a kernel storing many arrays (an LSTM cell keeps 12 for its backward) allocates those of one dtype as
         # one buffer and stores into it: LLVM vectorizes a loop only if few runtime checks prove its arrays don't
         # overlap, and twelve separate arrays took too many (the cell ran 4x slower)
+        # The buffer's sizes are literals: with a size that follows the batch as a symbol its stride was symbolic
+        # too, and the loop ran 5x slower again (the kernel then serves this batch size only: another size
+        # compiles a module of its own)
         into: dict = {}  # value -> (buffer, position)
         fresh = [v for v in stored if v not in self.inplace]
         for dt in dict.fromkeys(v.dtype.name for v in fresh):
             same = [v for v in fresh if v.dtype.name == dt]
             if len(same) >= _ONE_BUFFER_FROM:
+                self._literal_sizes = True
                 buf = f"buf_{self.name(same[0])}"
                 lines.append(f"{buf} = np.empty({self.dims((len(same),) + tuple(self.shape(same[0])))}, {_CAST[dt]})")
                 into.update((v, (buf, k)) for k, v in enumerate(same))
@@ -599,15 +614,14 @@ def _index(shape, domain) -> str:
 
 def _canonical(args, lines) -> tuple:
     """A segment's code with canonical names (arguments ``a0, a1, ...``, other values ``t0, ...``, sizes ``s0,
-    ...``) and its marked offsets as parameters ``p0, p1, ...``: ``(code without comments, lines, offsets)``."""
+    ...``) and a numbered slot for each marked offset: ``(code without comments, lines, [(offset, index)])``; the
+    offset's index expression (`` + i1``) follows it in the list (see `_place_offsets`)."""
     names = {a: f"a{k}" for k, a in enumerate(args)}
     params: list = []
 
     def offset(m):
-        # NOTE: unsigned: numba wraps negative indices around, and a select per element on an offset it can't prove
-        # non-negative stops LLVM from vectorizing the loop (an LSTM cell's kernel ran 6x slower)
-        params.append(int(m.group(1)))
-        return f"np.uint64(p{len(params) - 1}{m.group(2)})"
+        params.append((int(m.group(1)), m.group(2)))
+        return f"{_SLOT[0]}{len(params) - 1}{_SLOT[1]}"
 
     def rename(m):
         name = m.group(1) or m.group(2)
@@ -628,6 +642,23 @@ def _canonical(args, lines) -> tuple:
 
 _NAME = re.compile(r"(?<![\w\ue000])(?:x_|acc_|buf_)?(v\d+)\b|(?<![\w\ue000])(n\d+)\b")
 _MARKED = re.compile(r"\ue004(\d+)\ue005((?: \+ (?:\d+ \* )?[ij]\d+)?)")
+
+
+def _place_offsets(line: str, params: list, varies: list) -> str:
+    """A shared function's line with each offset slot filled: an argument ``p<k>`` where the segments sharing the
+    function read at different offsets, else the literal they share."""
+    def fill(m):
+        k = int(m.group(1))
+        value, index = params[k]
+        # NOTE: unsigned: numba wraps negative indices around, and a select per element on an offset it can't prove
+        # non-negative stops LLVM from vectorizing the loop (an LSTM cell's kernel ran 6x slower)
+        return f"np.uint64(p{k}{index})" if varies[k] else f"{value}{index}"
+
+    return _SLOTTED.sub(fill, line)
+
+
+_SLOT = ("\ue006", "\ue007")
+_SLOTTED = re.compile("\ue006(\\d+)\ue007")
 
 
 def _unmark(line: str) -> str:
