@@ -159,6 +159,8 @@ def test_cell_loop_runs_in_one_native_segment():
     steps = program.code.steps
     assert [s[0] for s in steps] == ["native"], [s[1].op.name for s in steps if s[0] == "node"]
     assert "buf_" in program.code.module_source  # the cell keeps its values for the backward in one buffer
+    # the gates' gradients, laid side by side as the next product's operand, are written there by their kernel
+    assert "written by this kernel" in program.code.source, program.code.source
 
 
 def test_long_runs_run_kernel_by_kernel_and_share_functions(monkeypatch):

@@ -134,11 +134,14 @@ class ModuleSource:
         self._used: set = set()  # the symbols the current segment's code prints
         self._size_of: dict = {}  # symbol -> its Size (this trace's size), for `source`
         units = kernel_order(graph)
-        last_use = self._last_uses(units)
         self.native, alone = self._plan_segments(units)
+        self.placed = self._placed_cats(units)
+        last_use = self._last_uses(units)
         self.inplace = self._inplace_writes(units)
         run: list = []
         for k, unit in enumerate(units):
+            if unit[0] in self.placed.values():  # its kernel wrote it
+                continue
             if self.native[k] and not alone[k]:
                 run.append((k, unit))
                 continue
@@ -271,10 +274,45 @@ class ModuleSource:
         c = self.graph.consts.get(v)
         return c is not None and c.ndim == 0 and not (self.sizes and v in self.sizes.size_consts)
 
+    def _placed_cats(self, units) -> dict:
+        """The cats a kernel writes itself: {first node of the kernel's group: the cat}.
+
+        A cat along the last dimension of values that one kernel computes and nothing else reads (an LSTM's gate
+        gradients, laid side by side as the next step's matmul operand) is that kernel's output: it stores each
+        value at its columns of the cat's array, and the cat costs nothing (it was a copy per time step)."""
+        producer = {}
+        for k, unit in enumerate(units):
+            if unit[0].group is not None and self.native[k]:
+                for n in unit:
+                    producer[n.out] = unit[0]
+        readers: dict = {}
+        for unit in units:
+            for n in unit:
+                for v in n.inputs:
+                    readers[v] = readers.get(v, 0) + 1
+        roots = set(self.graph.roots())
+        placed = {}
+        for unit in units:
+            cat = unit[0]
+            if cat.op.name != "cat" or cat.group is not None or len(cat.inputs) < 2:
+                continue
+            ins, axis = cat.inputs, cat.params["axis"]
+            group = producer.get(ins[0])
+            if group is None or group in placed or axis != len(ins[0].shape) - 1 or len(set(ins)) != len(ins) or \
+                    any(producer.get(v) is not group or v.shape != ins[0].shape or v.dtype is not cat.out.dtype or
+                        readers.get(v) != 1 or v in roots or v.producer.op.name in EPILOGUES for v in ins):
+                continue
+            if isinstance(self.shape(ins[0])[-1], Size) or self.shape(ins[0]) != self.shape(ins[0].producer.out):
+                continue
+            placed[group] = cat
+        return placed
+
     def _last_uses(self, units) -> dict:
         last = {}
         for k, unit in enumerate(units):
             for node in unit:
+                if node in self.placed.values():  # its inputs are written into it by their kernel
+                    continue
                 for v in node.inputs:
                     last[v] = k
         roots = set(self.graph.roots())
@@ -295,13 +333,17 @@ class ModuleSource:
                 if node.out in self.inplace and self.inplace[node.out] not in reads:
                     reads.append(self.inplace[node.out])
                 made.add(node.out)
+            if unit[0] in self.placed:
+                made.add(self.placed[unit[0]].out)
         end = run[-1][0]
+        order = [v for _, u in run for v in [n.out for n in u] + ([self.placed[u[0]].out] if u[0] in self.placed
+                                                                  else [])]
         # a state value updated in place by its kernel is not returned (the state's buffer holds it)
         written_in_place = {v for v in self.inplace if v not in self.graph.outputs and
                             not any(v is gv for _, gv in self.graph.grad_writes) and
                             not any(v is gd.value for gd in self.graph.guards)}
         outs = [v for v in made if last_use.get(v, -1) > end and v not in written_in_place]
-        outs.sort(key=lambda v: [n.out for _, u in run for n in u].index(v))
+        outs.sort(key=order.index)
         fname = f"segment_{len([s for s in self.steps if s[0] == 'native'])}"
         self._avail = self._symbols_of(reads)
         self._used = set()
@@ -479,7 +521,15 @@ class ModuleSource:
         # too, and the loop ran 5x slower again (the kernel then serves this batch size only: another size
         # compiles a module of its own)
         into: dict = {}  # value -> (buffer, position)
-        fresh = [v for v in stored if v not in self.inplace]
+        cat = self.placed.get(unit[0])
+        columns: dict = {}  # value -> its first column in the cat's array
+        if cat is not None:
+            width = int(domain[-1])
+            lines.append(f"{self.name(cat.out)} = np.empty({self.dims(self.shape(cat.out))}, "
+                         f"{_CAST[cat.out.dtype.name]})  # {self.describe(cat)}: written by this kernel")
+            columns = {v: j * width for j, v in enumerate(cat.inputs)}
+            stored = [v for v in stored if v not in columns] + list(cat.inputs)
+        fresh = [v for v in stored if v not in self.inplace and v not in columns]
         for dt in dict.fromkeys(v.dtype.name for v in fresh):
             same = [v for v in fresh if v.dtype.name == dt]
             if len(same) >= _ONE_BUFFER_FROM:
@@ -490,6 +540,8 @@ class ModuleSource:
         for v in stored:
             if v in self.inplace:  # the new value of captured state: stored into the state's own buffer
                 lines.append(f"{self.name(v)} = {self.name(self.inplace[v])}  # updated in place")
+            elif v in columns:
+                continue
             elif v in into:
                 lines.append(f"{self.name(v)} = {into[v][0]}[{into[v][1]}]")
             else:
@@ -556,7 +608,10 @@ class ModuleSource:
             lines.append(f"{indent}{local[node.out]} = {_CAST[node.out.dtype.name]}({expr})  # {self.describe(node)}")
         for v in stored:
             at = ', '.join(idx) if d else '()'
-            if v in into:
+            if v in columns:
+                row = ", ".join(idx[:-1] + [f"{columns[v]} + {idx[-1]}"])
+                lines.append(f"{indent}{self.name(cat.out)}[{row}] = {local[v]}")
+            elif v in into:
                 lines.append(f"{indent}{into[v][0]}[{into[v][1]}{', ' + at if d else ''}] = {local[v]}")
             else:
                 lines.append(f"{indent}{self.name(v)}[{at}] = {local[v]}")

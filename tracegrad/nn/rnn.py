@@ -12,9 +12,9 @@ and their cells `RNNCell`, `LSTMCell`, `GRUCell`.
 
 A layer is composed of registry ops, so it traces under `tracegrad.compile` into one unrolled graph, built the
 way fast implementations compute it: the input projection of all time steps is one matrix product per layer and
-direction, split once into per-step, per-gate pieces; each step then does one product ``h @ W_hh^T`` and the
-gate arithmetic on (batch, hidden) tensors, which the numba backend fuses into one kernel per step (and one for
-its backward). The slices are taken by `Unbind`, whose backward is one `stack` of the pieces' gradients (a
+direction, split once into per-step pieces; each step then does one product ``h @ W_hh^T`` and the gate
+arithmetic on (batch, hidden) column slices, which the numba backend fuses into one kernel per step (and one for
+its backward). The steps are taken by `Unbind`, whose backward is one `stack` of the pieces' gradients (a
 slice's own backward would add a full-size gradient per piece).
 
 Sequence length under compile: the unrolled graph has one step per time step, so a new sequence length is a
@@ -112,24 +112,24 @@ def _gru_step(xs, hs, h, b_hn):
 
 # ---------------------------------------------------------------------------------------- a whole layer
 def _input_pieces(x: Tensor, w_ih: Tensor, bias: Tensor | None, gates: int, batch_first: bool) -> tuple:
-    """The input projection of every step at once, as steps * gates pieces (B, H): piece t * gates + k is gate k of
-    step t. One matrix product; the bias add writes the (T, gates, B, H) layout the pieces are cut from."""
+    """The input projection of every step at once (one matrix product, the biases added), as one piece (B, gates*H)
+    per step; the steps cut the gates out of their piece as columns."""
     a, b = x.shape[0], x.shape[1]
     proj = x.reshape(a * b, x.shape[2]) @ w_ih.t()
-    proj = proj.reshape(a, b, gates, -1).permute((1, 2, 0, 3) if batch_first else (0, 2, 1, 3))
-    proj = proj + bias.reshape(gates, 1, -1) if bias is not None else proj.contiguous()
-    steps, batch = (b, a) if batch_first else (a, b)
-    return _unbind(proj.reshape(steps * gates, batch, -1))
+    if bias is not None:
+        proj = proj + bias
+    proj = proj.reshape(a, b, -1)
+    return _unbind(proj.transpose(0, 1) if batch_first else proj)
 
 
 def _direction(mode: str, pieces: tuple, gates: int, h: Tensor, c, w_hh: Tensor, b_hn, w_hr, masks, reverse: bool):
     """Run one direction of one layer over all steps: (outputs per step, final h, final c)."""
-    steps = len(pieces) // gates
+    steps = len(pieces)
     w_hh_t = w_hh.t()
     w_hr_t = w_hr.t() if w_hr is not None else None
     outs = [None] * steps
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        xs = pieces[t * gates:(t + 1) * gates]
+        xs = _gates(pieces[t], gates)
         hs = _gates(h @ w_hh_t, gates)
         c_new = None
         if mode == "LSTM":
