@@ -316,18 +316,24 @@ def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=No
     return _run(pg.broadcast(buf, src, finish, blocking=not async_op), async_op)
 
 
+def _check_per_rank(fn: str, name: str, tensors, n: int, like, what: str) -> None:
+    """One tensor per rank, each of `like`'s shape and dtype, or a ValueError naming the entry."""
+    if len(tensors) != n:
+        raise ValueError(f"{fn}: {name} has {len(tensors)} tensors; it needs one per rank ({n})")
+    for i, t in enumerate(tensors):
+        if t.shape != like.shape or t.dtype is not like.dtype:
+            raise ValueError(f"{fn}: {name}[{i}] is {t.dtype} {list(t.shape)}, the {what} is {like.dtype} "
+                             f"{list(like.shape)}: every entry must have the {what}'s shape and dtype")
+
+
 def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     """Every rank's `tensor` into `tensor_list` (one tensor of the same shape and dtype per rank, in rank order)."""
     _check_list(tensor_list, "tensor_list")
     _check_tensor(tensor, "tensor")
     pg = _group(group)
     n = pg.size()
-    if len(tensor_list) != n:
-        raise ValueError(f"all_gather: tensor_list has {len(tensor_list)} tensors; it needs one per rank ({n})")
-    for i, t in enumerate(tensor_list):
-        if t.shape != tensor.shape or t.dtype is not tensor.dtype:
-            raise ValueError(f"all_gather: tensor_list[{i}] is {t.dtype} {list(t.shape)}, the input is "
-                             f"{tensor.dtype} {list(tensor.shape)}: every entry must have the input's shape and dtype")
+    _check_per_rank("all_gather", "tensor_list", tensor_list, n, tensor, "input")
+    for t in tensor_list:
         _writable(t, "all_gather")
     if _tracing.TRACER is not None:
         res = apply(ops.ALL_GATHER, tensor, world_size=n)
@@ -371,12 +377,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     pg = _group(group)
     n = pg.size()
     op = _reduce_op(op)
-    if len(input_list) != n:
-        raise ValueError(f"reduce_scatter: input_list has {len(input_list)} tensors; it needs one per rank ({n})")
-    for i, t in enumerate(input_list):
-        if t.shape != output.shape or t.dtype is not output.dtype:
-            raise ValueError(f"reduce_scatter: input_list[{i}] is {t.dtype} {list(t.shape)}, the output is "
-                             f"{output.dtype} {list(output.shape)}: every entry must have the output's shape and dtype")
+    _check_per_rank("reduce_scatter", "input_list", input_list, n, output, "output")
     if _tracing.TRACER is not None:
         from ..ops.functions import stack
         _write(output, apply(ops.REDUCE_SCATTER, stack(list(input_list)), reduce_op=op.name, world_size=n))
