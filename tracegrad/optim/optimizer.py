@@ -68,6 +68,22 @@ def _scalar_dtype():
     return dtypes.float64 if dtypes.get_default_dtype() is dtypes.float64 else dtypes.float32
 
 
+def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
+    """The argument checks of the Adam family (Adam, AdamW, NAdam, RAdam, Adamax), with PyTorch's messages."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
 def _tensor_steps(opt: Optimizer) -> None:
     """Turn loaded Python-number 'step' entries of `opt.state` into 0-dim tensors (of `_scalar_dtype`), as
     PyTorch's `__setstate__` does for optimizers that keep a step count."""
