@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..creation import tensor, zeros_like
-from .optimizer import Optimizer, _scalar_dtype, _tensor_steps
+from .optimizer import Optimizer, _collect_group, _tensor_steps
 
 __all__ = ["Adadelta", "adadelta"]
 
@@ -58,19 +57,8 @@ class Adadelta(Optimizer):
         _tensor_steps(self)
 
     def _init_group(self, group, params_with_grad, grads, square_avgs, acc_deltas, state_steps):
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            params_with_grad.append(p)
-            grads.append(p.grad)
-            state = self.state[p]
-            if len(state) == 0:  # lazy state initialization
-                state["step"] = tensor(0.0, dtype=_scalar_dtype())
-                state["square_avg"] = zeros_like(p)
-                state["acc_delta"] = zeros_like(p)
-            square_avgs.append(state["square_avg"])
-            acc_deltas.append(state["acc_delta"])
-            state_steps.append(state["step"])
+        _collect_group(self, group, params_with_grad, grads, state_steps,
+                       {"square_avg": square_avgs, "acc_delta": acc_deltas})
 
     def step(self, closure=None):
         """Perform one optimization step; returns `closure()`'s loss if a closure is given."""

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..creation import tensor, zeros_like
 from ..ops.functions import maximum
-from .optimizer import Optimizer, _check_adam_arguments, _scalar_dtype, _tensor_steps
+from .optimizer import Optimizer, _check_adam_arguments, _collect_group, _tensor_steps
 
 __all__ = ["Adamax", "adamax"]
 
@@ -46,19 +45,7 @@ class Adamax(Optimizer):
         _tensor_steps(self)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_infs, state_steps):
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            params.append(p)
-            grads.append(p.grad)
-            state = self.state[p]
-            if len(state) == 0:  # lazy state initialization
-                state["step"] = tensor(0.0, dtype=_scalar_dtype())
-                state["exp_avg"] = zeros_like(p)
-                state["exp_inf"] = zeros_like(p)
-            exp_avgs.append(state["exp_avg"])
-            exp_infs.append(state["exp_inf"])
-            state_steps.append(state["step"])
+        _collect_group(self, group, params, grads, state_steps, {"exp_avg": exp_avgs, "exp_inf": exp_infs})
 
     def step(self, closure=None):
         """Perform one optimization step; returns `closure()`'s loss if a closure is given."""

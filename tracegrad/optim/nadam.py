@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..creation import tensor, zeros_like
-from .optimizer import Optimizer, _check_adam_arguments, _scalar_dtype, _tensor_steps
+from ..creation import tensor
+from .optimizer import Optimizer, _check_adam_arguments, _collect_group, _scalar_dtype, _tensor_steps
 
 __all__ = ["NAdam", "nadam"]
 
@@ -59,21 +59,8 @@ class NAdam(Optimizer):
                 p_state["mu_product"] = tensor(float(p_state["mu_product"]), dtype=_scalar_dtype())
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps):
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            params.append(p)
-            grads.append(p.grad)
-            state = self.state[p]
-            if len(state) == 0:  # lazy state initialization
-                state["step"] = tensor(0.0, dtype=_scalar_dtype())
-                state["mu_product"] = tensor(1.0, dtype=_scalar_dtype())
-                state["exp_avg"] = zeros_like(p)
-                state["exp_avg_sq"] = zeros_like(p)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            mu_products.append(state["mu_product"])
-            state_steps.append(state["step"])
+        _collect_group(self, group, params, grads, state_steps, {"exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs},
+                       {"mu_product": (1.0, mu_products)})
 
     def step(self, closure=None):
         """Perform one optimization step; returns `closure()`'s loss if a closure is given."""

@@ -24,7 +24,7 @@ from typing import Any
 from .. import _tracing, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
-from ..creation import tensor
+from ..creation import tensor, zeros_like
 
 __all__ = ["Optimizer", "ParamGroup", "required"]
 
@@ -82,6 +82,31 @@ def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
         raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
     if not 0.0 <= weight_decay:
         raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+def _collect_group(opt: Optimizer, group, params: list, grads: list, steps: list, buffers: dict,
+                   scalars: dict | None = None) -> None:
+    """Append the group's parameters that have a gradient, their gradients, their step counts and their state
+    buffers (``{name: list}``) to the lists, creating the state at a parameter's first step: the step count, the
+    0-dim scalars (``{name: (initial value, list)}``) and the buffers as zeros of the parameter's shape."""
+    scalars = scalars or {}
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        params.append(p)
+        grads.append(p.grad)
+        state = opt.state[p]
+        if len(state) == 0:  # lazy state initialization
+            state["step"] = tensor(0.0, dtype=_scalar_dtype())
+            for name, (initial, _) in scalars.items():
+                state[name] = tensor(initial, dtype=_scalar_dtype())
+            for name in buffers:
+                state[name] = zeros_like(p)
+        for name, out in buffers.items():
+            out.append(state[name])
+        for name, (_, out) in scalars.items():
+            out.append(state[name])
+        steps.append(state["step"])
 
 
 def _tensor_steps(opt: Optimizer) -> None:
