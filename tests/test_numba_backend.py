@@ -493,9 +493,37 @@ def test_conv_net_with_batchnorm_training_steps_equal_eager():
                                     F.cross_entropy)
     assert model[1].training and model[1].num_batches_tracked.item() == STEPS
     program = variant.program
-    # conv, pooling and label indexing run their numpy forward between native segments
+    # conv and label indexing run their numpy forward between native segments; max pooling runs natively
     assert 1 < program.n_native < len(program.steps)
-    assert {"conv2d", "max_pool2d_select", "conv2d_weight_grad"} <= {s[4].op.name for s in program.steps if s[4]}
+    in_numpy = {s[4].op.name for s in program.steps if s[4]}
+    assert {"conv2d", "conv2d_weight_grad"} <= in_numpy
+    assert not in_numpy & {"max_pool2d_select", "max_pool2d_scatter"}
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), 0, 1),
+                                                               (2, 1, 0, 2), (3, 1, 1, 1)])
+def test_max_pool_runs_natively_and_equals_the_interpreter(kernel, stride, padding, dilation):
+    # ties (rounded values), NaN and -inf windows pick the first maximum, as numpy's argmax over the padded window
+    x = np.round(np.random.default_rng(3).standard_normal((3, 2, 7, 8)), 0).astype(np.float32)
+    x[0, 0, 1, 1], x[1, 1, 2:4, 3:5], x[2, 0, 0, :3] = np.nan, -np.inf, np.nan
+    def step(x):
+        y = F.max_pool2d(x, kernel, stride, padding, dilation)
+        (y * y.detach().nan_to_num(0.5)).sum().backward()
+        return y
+
+    native_step = tg.compile(step, backend="numba", tiered=False)
+    results = []
+    for compiled in (native_step, tg.compile(step, backend="interpret")):
+        for _ in range(2):
+            leaf = tg.tensor(x, requires_grad=True)
+            y = compiled(leaf)
+        results.append((y.numpy(), leaf.grad.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    program = native_step.last_variant.program
+    assert isinstance(program, native.NativeProgram)
+    ops = {s[4].op.name for s in program.steps if s[4]}
+    assert not ops & {"max_pool2d_select", "max_pool2d_scatter"}, ops
 
 
 class _Buffers(nn.Module):

@@ -40,6 +40,7 @@ PARALLEL_THRESHOLD = 1 << 18
 _ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores them in one buffer (see `_group`)
 SEGMENT_LIMIT = 40  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
+_NATIVE_POOLS = ("max_pool2d_select", "max_pool2d_scatter")
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
 _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}
@@ -97,6 +98,9 @@ def native_unit(unit) -> bool:
         return all(v.dtype is node.out.dtype for v in node.inputs)
     if node.op.name == "index_add":  # a getitem's gradient: static basic indices only
         return len(node.inputs) == 1 and basic_index(node.params["index"], node.out.shape) is not None
+    if node.op.name in _NATIVE_POOLS:  # (N, C, H, W) inputs; unbatched ones run in numpy
+        return len(node.inputs[1].shape) == 4 and node.inputs[0].dtype is node.inputs[1].dtype and \
+            node.inputs[1].dtype.category != 0
     if node.op.name == "matmul":
         a, b = node.inputs
         return len(a.shape) == 2 and len(b.shape) == 2 and a.dtype.name in ("float32", "float64")
@@ -451,6 +455,8 @@ class ModuleSource:
             code = f"np.broadcast_to({ins[0]}, {self.dims(self.shape(node.out))})"
         elif name in ("cat", "index_add"):
             return "\n".join(self._copy_into(node))
+        elif name in _NATIVE_POOLS:
+            return "\n".join(self._max_pool(node))
         else:  # matmul: one BLAS call into a new array (`compiler.blas`; contiguous copies if BLAS can't read one)
             a, b = ins
             return (f"{out} = np.empty({self.dims(self.shape(node.out))}, {_CAST[node.out.dtype.name]})  "
@@ -482,6 +488,42 @@ class ModuleSource:
                                                      f"{self.name(v)}[{', '.join(idx)}]"])
             offset.append(self.dim(self.shape(v)[axis]))
         return lines
+
+    def _max_pool(self, node) -> list:
+        """max_pool2d's select (``out = v`` where ``x`` is largest in each window) or scatter (``g`` added where
+        ``x`` is largest): one loop nest over the windows, which finds each window's first maximum (its first NaN,
+        as numpy's argmax does over the padded window, whose padding reads as the lowest value)."""
+        first, x = node.inputs
+        p, out = node.params, node.out
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = p["kernel"], p["stride"], p["padding"], p["dilation"]
+        h, w = int(x.shape[2]), int(x.shape[3])
+        oh, ow = (int(n) for n in first.shape[2:]) if node.op.name == "max_pool2d_scatter" else out.shape[2:]
+        dt, name = _CAST[x.dtype.name], self.name(out)
+        low = f"{dt}(-np.inf)" if x.dtype.category == 2 else f"{dt}({np.iinfo(x.dtype.np).min})"
+        select = node.op.name == "max_pool2d_select"
+        fill = "np.empty" if select else "np.zeros"
+        lines = [f"{name} = {fill}({self.dims(self.shape(out))}, {_CAST[out.dtype.name]})  # {self.describe(node)}"]
+        xs, fs = self.name(x), self.name(first)
+        padded = ph or pw
+        body = ["best = " + low, "at_h = -1", "at_w = -1", "for a in range(" + str(kh) + "):",
+                f"    r = i2 * {sh} + a * {dh} - {ph}", f"    for b in range({kw}):",
+                f"        c = i3 * {sw} + b * {dw} - {pw}"]
+        read = f"{xs}[i0, i1, r, c]"
+        if padded:  # a position in the padding reads as the lowest value
+            body.append(f"        xv = {read} if 0 <= r < {h} and 0 <= c < {w} else {low}")
+        else:
+            body.append(f"        xv = {read}")
+        body += ["        if at_h == -1 or (best == best and (xv > best or xv != xv)):",
+                 "            best = xv", "            at_h = r", "            at_w = c"]
+        inside = f"0 <= at_h < {h} and 0 <= at_w < {w}" if padded else "True"
+        zero = f"{_CAST[out.dtype.name]}(0)"
+        if select:
+            body.append(f"{name}[i0, i1, i2, i3] = {fs}[i0, i1, at_h, at_w] if {inside} else {zero}")
+        else:
+            body.append(f"if {inside}:")
+            body.append(f"    {name}[i0, i1, at_h, at_w] += {fs}[i0, i1, i2, i3]")
+        n, ch = self.shape(x)[:2]
+        return lines + self._nest([n, ch, oh, ow], ["i0", "i1", "i2", "i3"], body)
 
     # ------------------------------------------------------------------ kernels
     def _group(self, unit, made_outside, needed) -> list:
