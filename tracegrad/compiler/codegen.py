@@ -41,6 +41,7 @@ _ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores th
 SEGMENT_LIMIT = 40  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
 _NATIVE_POOLS = ("max_pool2d_select", "max_pool2d_scatter")
+_NATIVE_CONVS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad")
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
 _CAST = {d.name: "np.bool_" if d is dtypes.bool_ else f"np.{d.name}" for d in dtypes.ALL}
@@ -98,6 +99,9 @@ def native_unit(unit) -> bool:
         return all(v.dtype is node.out.dtype for v in node.inputs)
     if node.op.name == "index_add":  # a getitem's gradient: static basic indices only
         return len(node.inputs) == 1 and basic_index(node.params["index"], node.out.shape) is not None
+    if node.op.name in _NATIVE_CONVS:  # im2col and one BLAS product; grouped convolutions run in numpy
+        return node.params["groups"] == 1 and node.out.dtype.name in ("float32", "float64") and \
+            all(v.dtype is node.out.dtype for v in node.inputs)
     if node.op.name in _NATIVE_POOLS:  # (N, C, H, W) inputs; unbatched ones run in numpy
         return len(node.inputs[1].shape) == 4 and node.inputs[0].dtype is node.inputs[1].dtype and \
             node.inputs[1].dtype.category != 0
@@ -457,6 +461,8 @@ class ModuleSource:
             return "\n".join(self._copy_into(node))
         elif name in _NATIVE_POOLS:
             return "\n".join(self._max_pool(node))
+        elif name in _NATIVE_CONVS:
+            return "\n".join(self._conv(node))
         else:  # matmul: one BLAS call into a new array (`compiler.blas`; contiguous copies if BLAS can't read one)
             a, b = ins
             return (f"{out} = np.empty({self.dims(self.shape(node.out))}, {_CAST[node.out.dtype.name]})  "
@@ -489,6 +495,75 @@ class ModuleSource:
             offset.append(self.dim(self.shape(v)[axis]))
         return lines
 
+    def _conv(self, node) -> list:
+        """A convolution or one of its gradients as im2col, one BLAS product and a copy between layouts.
+
+        The patches of the (N, C, H, W) input are a (C*KH*KW, N*OH*OW) matrix (zeros where a window reads
+        padding); ``conv2d`` is weight (O, C*KH*KW) @ patches, the weight's gradient is g's rows (O, N*OH*OW) @
+        patches.T, the input's gradient adds weight.T @ g's rows back into the windows (col2im)."""
+        p, out, name = node.params, node.out, node.op.name
+        (sh, sw), (ph, pw), (dh, dw) = p["stride"], p["padding"], p["dilation"]
+        dt, o = _CAST[out.dtype.name], self.name(out)
+        # NOTE: the temporaries are named after the output: numba types a name once per function, and two
+        # convolutions of a segment may differ in dtype
+        patches, grows, wm, prod, back = (f"{t}_{o}" for t in ("patches", "grows", "wm", "prod", "back"))
+        if name == "conv2d":
+            x, w = node.inputs
+            g = None
+        elif name == "conv2d_weight_grad":
+            x, g = node.inputs
+            w = None
+        else:
+            g, w = node.inputs
+            x = None
+        x_shape = self.shape(x) if x is not None else self.shape(out)
+        w_shape = tuple(w.shape) if w is not None else tuple(out.shape)
+        g_shape = self.shape(g) if g is not None else self.shape(out)
+        n, c, h, wd = x_shape[0], *(int(d) for d in x_shape[1:])
+        co, kh, kw = int(w_shape[0]), int(w_shape[2]), int(w_shape[3])
+        oh, ow = int(g_shape[2]), int(g_shape[3])
+        rows, cols = f"{c * kh * kw}", f"{self.dim(n)} * {oh * ow}"
+        padded = ph or pw
+
+        def window_loops(body):  # for each patch row (ch, a, b) and column (i0, i2, i3): r, q the input position
+            loops = [(f"ch in range({c})", ""), (f"a in range({kh})", ""), (f"b in range({kw})",
+                                                                              f"row = (ch * {kh} + a) * {kw} + b"),
+                     (f"i0 in range({self.dim(n)})", ""), (f"i2 in range({oh})", f"r = i2 * {sh} + a * {dh} - {ph}"),
+                     (f"i3 in range({ow})", f"q = i3 * {sw} + b * {dw} - {pw}\ncol = (i0 * {oh} + i2) * {ow} + i3")]
+            lines, indent = [], ""
+            for loop, then in loops:
+                lines.append(f"{indent}for {loop}:")
+                indent += "    "
+                lines += [indent + t for t in then.split("\n") if t]
+            return lines + [indent + line for line in body]
+        inside = f"0 <= r < {h} and 0 <= q < {wd}"
+        lines = [f"# {self.describe(node)}"]
+        if x is not None:  # the input's patches
+            xs, zero = self.name(x), f"{dt}(0)"
+            read = f"{xs}[i0, ch, r, q] if {inside} else {zero}" if padded else f"{xs}[i0, ch, r, q]"
+            lines += [f"{patches} = np.empty(({rows}, {cols}), {dt})"] + \
+                window_loops([f"{patches}[row, col] = {read}"])
+        if g is not None:  # the output's gradient as rows: (O, N*OH*OW)
+            lines += [f"{grows} = np.empty(({co}, {cols}), {dt})"] + \
+                self._nest([n, co, oh * ow], ["i0", "o", "k"], [f"{grows}[o, i0 * {oh * ow} + k] = "
+                                                               f"{self.name(g)}[i0, o, k // {ow}, k % {ow}]"])
+        if w is not None:
+            lines.append(f"{wm} = np.ascontiguousarray({self.name(w)}).reshape(({co}, {rows}))")
+        if name == "conv2d":
+            lines += [f"{prod} = np.empty(({co}, {cols}), {dt})", f"gemm_into({wm}, {patches}, {prod})",
+                      f"{o} = np.empty({self.dims(self.shape(out))}, {dt})"]
+            lines += self._nest([n, co, oh * ow], ["i0", "o", "k"], [f"{o}[i0, o, k // {ow}, k % {ow}] = "
+                                                                    f"{prod}[o, i0 * {oh * ow} + k]"])
+        elif name == "conv2d_weight_grad":
+            lines += [f"{o} = np.empty({self.dims(self.shape(out))}, {dt})",
+                      f"gemm_into({grows}, {patches}.T, {o}.reshape(({co}, {rows})))"]
+        else:
+            lines += [f"{back} = np.empty(({rows}, {cols}), {dt})", f"gemm_into({wm}.T, {grows}, {back})",
+                      f"{o} = np.zeros({self.dims(self.shape(out))}, {dt})"]
+            add = f"{o}[i0, ch, r, q] += {back}[row, col]"
+            lines += window_loops([f"if {inside}:", "    " + add] if padded else [add])
+        return lines
+
     def _max_pool(self, node) -> list:
         """max_pool2d's select (``out = v`` where ``x`` is largest in each window) or scatter (``g`` added where
         ``x`` is largest): one loop nest over the windows, which finds each window's first maximum (its first NaN,
@@ -505,23 +580,29 @@ class ModuleSource:
         lines = [f"{name} = {fill}({self.dims(self.shape(out))}, {_CAST[out.dtype.name]})  # {self.describe(node)}"]
         xs, fs = self.name(x), self.name(first)
         padded = ph or pw
-        body = ["best = " + low, "at_h = -1", "at_w = -1", "for a in range(" + str(kh) + "):",
-                f"    r = i2 * {sh} + a * {dh} - {ph}", f"    for b in range({kw}):",
-                f"        c = i3 * {sw} + b * {dw} - {pw}"]
+        def at(i, k, s, d, pad):  # the input row (column) that window position i, kernel offset k reads
+            return " + ".join(t for t in (f"{i} * {s}" if s != 1 else i, f"{k} * {d}" if d != 1 else k,
+                                          f"-{pad}" if pad else "") if t).replace("+ -", "- ")
+        best, xv = f"best_{name}", f"xv_{name}"  # typed once per function: pools of two dtypes need two names
+        body = [f"{best} = {low}", "at_h = -1", "at_w = -1", f"for a in range({kh}):",
+                f"    r = {at('i2', 'a', sh, dh, ph)}", f"    for b in range({kw}):",
+                f"        c = {at('i3', 'b', sw, dw, pw)}"]
         read = f"{xs}[i0, i1, r, c]"
         if padded:  # a position in the padding reads as the lowest value
-            body.append(f"        xv = {read} if 0 <= r < {h} and 0 <= c < {w} else {low}")
+            body.append(f"        {xv} = {read} if 0 <= r < {h} and 0 <= c < {w} else {low}")
         else:
-            body.append(f"        xv = {read}")
-        body += ["        if at_h == -1 or (best == best and (xv > best or xv != xv)):",
-                 "            best = xv", "            at_h = r", "            at_w = c"]
-        inside = f"0 <= at_h < {h} and 0 <= at_w < {w}" if padded else "True"
+            body.append(f"        {xv} = {read}")
+        body += [f"        if at_h == -1 or ({best} == {best} and ({xv} > {best} or {xv} != {xv})):",
+                 f"            {best} = {xv}", "            at_h = r", "            at_w = c"]
         zero = f"{_CAST[out.dtype.name]}(0)"
+        inside = f"0 <= at_h < {h} and 0 <= at_w < {w}"
         if select:
-            body.append(f"{name}[i0, i1, i2, i3] = {fs}[i0, i1, at_h, at_w] if {inside} else {zero}")
+            read = f"{fs}[i0, i1, at_h, at_w]"
+            body.append(f"{name}[i0, i1, i2, i3] = {read} if {inside} else {zero}" if padded else
+                        f"{name}[i0, i1, i2, i3] = {read}")
         else:
-            body.append(f"if {inside}:")
-            body.append(f"    {name}[i0, i1, at_h, at_w] += {fs}[i0, i1, i2, i3]")
+            add = f"{name}[i0, i1, at_h, at_w] += {fs}[i0, i1, i2, i3]"
+            body += [f"if {inside}:", "    " + add] if padded else [add]
         n, ch = self.shape(x)[:2]
         return lines + self._nest([n, ch, oh, ow], ["i0", "i1", "i2", "i3"], body)
 
