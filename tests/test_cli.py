@@ -50,7 +50,8 @@ def test_bench_quick_prints_every_table_and_saves_the_plot(tmp_path):
     out = run_cli("bench", "--quick", "--plot", str(png))
     for row in ["per-op (100 ops fwd+bwd)", "mid-size (2 matmul + 10 ew)", "ResNet-18 b8 3x64x64 fwd+bwd",
                 "MLP 64-128-10 b64 SGD step", "MLP 10-5-2 b16 SGD step", "MLP 784-256-256-10 b128 step",
-                "latency of the first three calls", "GELU-tanh chain", "LSTM LM step (H128), seq 32",
+                "latency of the first three calls", "GELU-tanh chain", "digits CNN step, b64",
+                "ResNet-18 step, b8 3x64x64", "LSTM LM step (H128), seq 32",
                 "transformer 2x(d64 h4 ff128) step, seq 32", "loss of the first step"]:
         assert row in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -62,7 +63,7 @@ def test_bench_quick_prints_every_table_and_saves_the_plot(tmp_path):
 
 
 def test_benchmark_scripts_are_the_same_suites():
-    for script in ("bench_eager.py", "bench_training.py", "bench_compile.py", "bench_seq.py"):
+    for script in ("bench_eager.py", "bench_training.py", "bench_compile.py", "bench_conv.py", "bench_seq.py"):
         text = (ROOT / "benchmarks" / script).read_text()
         assert re.search(r"from tracegrad\.bench\.\w+ import main", text)
 

@@ -6,11 +6,13 @@
   first-call latency with an empty and a warm kernel cache; a fused elementwise chain against memcpy.
 
 - `distributed`: the MLP 784-256-256-10 step's throughput on 1 and 2 ranks with DistributedDataParallel (MPI).
+- `conv`: the digits CNN (also in a real training loop) and ResNet-18 training steps, eager, compiled and PyTorch
+  eager, with the peak memory of a step.
 - `seq`: an LSTM language-model training step and a 2-layer transformer step, eager, compiled and PyTorch eager.
 
 Run them with ``python -m tracegrad bench [--suite NAME] [--quick] [--plot FILE]``.
 """
-SUITES = ("eager", "training", "compiled", "distributed", "seq")
+SUITES = ("eager", "training", "compiled", "distributed", "conv", "seq")
 
 
 def main(suites=SUITES, quick: bool = False, plot: str | None = None) -> None:

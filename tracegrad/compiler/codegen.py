@@ -179,9 +179,9 @@ class ModuleSource:
 
         A run of more than `SEGMENT_LIMIT` native units (an unrolled RNN: hundreds) would be one numba function,
         and numba's compile time grows faster than a function's length (minutes for an LSTM's step). There each
-        kernel becomes a segment of its own and the other units (matmuls, reshapes, copies) run in numpy between
-        them: a native call per kernel, and kernels repeated at every time step share one function (see
-        `_render_segments`), compiled once."""
+        kernel, convolution and pooling becomes a segment of its own and the other units (matmuls, reshapes,
+        copies) run in numpy between them: a native call per kernel, and kernels repeated at every time step share
+        one function (see `_render_segments`), compiled once."""
         native = [native_unit(u) for u in units]
         alone = [False] * len(units)
         k = 0
@@ -191,7 +191,7 @@ class ModuleSource:
                 end += 1
             if end - k > SEGMENT_LIMIT:
                 for i in range(k, end):
-                    native[i] = units[i][0].group is not None
+                    native[i] = units[i][0].group is not None or units[i][0].op.name in _NATIVE_CONVS + _NATIVE_POOLS
                     alone[i] = native[i]
             k = max(end, k + 1)
         return native, alone
