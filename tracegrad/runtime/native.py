@@ -31,7 +31,7 @@ from importlib.metadata import version
 import numpy as np
 
 from .._warnings import warn_user
-from ..compiler.codegen import ModuleSource, native_graph, numpy_blas
+from ..compiler.codegen import KernelCheckError, ModuleSource, native_graph, numpy_blas
 from ..threads import limit_numba_threads, numba_threads_limited
 from .interpreter import GuardError, Plan, _with_node, forward_of
 
@@ -328,11 +328,23 @@ class NativeProgram(Plan):
         self._loaded = True
         return env
 
+    def _check_failed(self, number: int, value, size=None) -> Exception:
+        """The error a failed native check stands for: the guard's `GuardError`, or numpy's IndexError with the
+        node and the user's line (as the interpreter raises it)."""
+        check = self.code.checks[number]
+        if check[0] == "guard":
+            return GuardError(check[1], value)
+        _, node, axis = check
+        return _with_node(IndexError(f"index {value} is out of bounds for axis {axis} with size {size}"), node)
+
     def _run(self, inputs: list, effects: bool = True) -> list:
         env = self._start(inputs)
         for fn, ins, out, guards, node in self.steps:
             if node is None:  # a native segment: one call, several results
-                res = fn(*[env[i] for i in ins])
+                try:
+                    res = fn(*[env[i] for i in ins])
+                except KernelCheckError as e:
+                    raise self._check_failed(*e.args) from None
                 for s, r in zip(out, res):
                     env[s] = r
             elif not effects and node.op.effects:
