@@ -498,8 +498,7 @@ def test_conv_net_with_batchnorm_training_steps_equal_eager():
     assert program.n_native <= 3
 
 
-@pytest.mark.parametrize("kernel, stride, padding, dilation", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), 0, 1),
-                                                               (2, 1, 0, 2), (3, 1, 1, 1)])
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), 0, 2)])
 def test_max_pool_runs_natively_and_equals_the_interpreter(kernel, stride, padding, dilation):
     # ties (rounded values), NaN and -inf windows pick the first maximum, as numpy's argmax over the padded window
     x = np.round(np.random.default_rng(3).standard_normal((3, 2, 7, 8)), 0).astype(np.float32)
@@ -524,8 +523,8 @@ def test_max_pool_runs_natively_and_equals_the_interpreter(kernel, stride, paddi
     assert not ops & {"max_pool2d_select", "max_pool2d_scatter"}, ops
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 1), (1, 1, 1), (2, 1, 1), ((2, 1), (0, 2), (1, 2))])
+@pytest.mark.parametrize("stride, padding, dilation, dtype", [(1, 0, 1, "float32"), (2, 1, 1, "float64"),
+                                                               ((2, 1), (0, 2), (1, 2), "float32")])
 def test_convolution_and_its_gradients_run_natively(stride, padding, dilation, dtype):
     rng = np.random.default_rng(5)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((3, 2, 7, 6), (4, 2, 3, 2), (4,)))

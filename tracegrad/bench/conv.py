@@ -80,7 +80,7 @@ def measure(mode: str, workload: str, n: int) -> dict:
 
 def run(quick: bool = False) -> dict:
     have_torch = importlib.util.find_spec("torch") is not None
-    n = {"cnn": 30 if quick else 300, "resnet": 3 if quick else 15}
+    n = {"cnn": 10 if quick else 300, "resnet": 1 if quick else 15}
     results: dict = {}
     with tempfile.TemporaryDirectory() as cache:  # numba compiles from an empty kernel cache
         env = dict(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
