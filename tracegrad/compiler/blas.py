@@ -30,15 +30,17 @@ from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
-from numba.np.linalg import check_blas_return, ensure_blas, get_blas_kind
 
 from .codegen import numpy_blas
 
-ensure_blas()  # loads scipy's BLAS into numba's helper library (what np.dot does first)
 _NUMPY_BLAS = numpy_blas()
 if _NUMPY_BLAS is not None:  # NOTE: registered before any cached kernel that calls them is loaded
     llvm.add_symbol("tracegrad_numpy_sgemm", _NUMPY_BLAS[0])
     llvm.add_symbol("tracegrad_numpy_dgemm", _NUMPY_BLAS[1])
+else:
+    # NOTE: imported only here: numba.np.linalg and scipy's BLAS took a quarter of a second of every warm load
+    from numba.np.linalg import ensure_blas
+    ensure_blas()  # loads scipy's BLAS into numba's helper library (what np.dot does first)
 
 _I8 = ir.IntType(8)
 _VOID_P = _I8.as_pointer()
@@ -89,6 +91,7 @@ def _numpy_gemm(builder, intp, dtype, alpha, beta, x, y, m, n, k, z, ldc, contex
 def _numba_gemm(builder, intp, dtype, alpha, beta, x, y, m, n, k, z, ldc, context) -> None:
     """numba's ``numba_xxgemm`` (scipy's BLAS): column-major, so row-major ``out = x @ y`` is computed as
     column-major ``out.T = y.T @ x.T``, and a row-major operand read column-major is its transpose."""
+    from numba.np.linalg import check_blas_return, get_blas_kind
     fnty = ir.FunctionType(ir.IntType(32), [_I8, _I8, _I8, intp, intp, intp, _VOID_P, _VOID_P, intp, _VOID_P, intp,
                                             _VOID_P, _VOID_P, intp])
     fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")

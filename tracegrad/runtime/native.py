@@ -264,9 +264,10 @@ def load_module(source: str):
 class NativeProgram(Plan):
     """A graph compiled by the numba backend; the same interface as the interpreter's `Program`."""
 
-    def __init__(self, graph, fastmath: bool = False):
-        self.graph = native_graph(graph)
-        self.code = ModuleSource(self.graph, fastmath=fastmath)
+    def __init__(self, graph, fastmath: bool = False, code: ModuleSource | None = None):
+        """`code`: the graph's module generated already (by a `tiered.NativeJob`'s thread)."""
+        self.code = code if code is not None else ModuleSource(native_graph(graph), fastmath=fastmath)
+        self.graph = self.code.graph
         if os.environ.get("TRACEGRAD_SHOW_KERNELS") == "1":
             print(f"# ---- tracegrad kernels for {graph.name}\n{self.code.source}")
         module = self.module = load_module(self.code.module_source)

@@ -2,15 +2,15 @@
 
 Compiling a step's kernels with numba takes seconds; nobody should wait for it. At the first replay of a
 variant of the numba backend, a `NativeJob` copies that call's inputs and hands the rest to a thread of this
-process, so the call itself costs what an interpreted one costs. The thread generates the module; if this
-process or the kernel cache has its machine code, it loads it; otherwise it gives the graph and the copies to
+process, so the call itself costs what an interpreted one costs. The thread generates the module; unless this
+process or the kernel cache has its machine code, it gives the graph and the copies to
 the *compile worker* (``python -m tracegrad.runtime.tiered --worker``, one process per session, started at
 the first compile and reused), which builds the same `NativeProgram`, runs it once on the copies (so numba
 compiles every segment for exactly the argument types the real calls pass) and leaves the machine code in
-the kernel cache. The worker uses the other core and never holds this process's GIL. The thread then loads
-the machine code (importing numba and loading take 0.3-1 s, while the calls go on) and the variant runs
-native code from the next call on; if anything failed, it stays in the interpreter (bit-equal to eager) and
-says why once.
+the kernel cache. The worker uses the other core and never holds this process's GIL. At the next call after
+that, the variant loads the machine code on the caller's thread (importing numba and loading take 0.5-0.9 s,
+once) and runs native code from then on; if anything failed, it stays in the interpreter (bit-equal to eager)
+and says why once.
 
 The worker compiles one module at a time, in order; a module that is being compiled or is loaded is not
 compiled again. `compiled.wait_native()` blocks until the job is done (benchmarks and bit-reproducible runs
@@ -26,7 +26,6 @@ use it, or `compile(..., tiered=False)`).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import shutil
@@ -89,42 +88,23 @@ def start_worker() -> Worker:
         return _WORKER[0]
 
 
-_SWITCH = {"loads": 0, "interval": None}
-_SWITCH_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _short_switch_interval():
-    """While a thread gets native code, the GIL changes hands every 0.05 ms instead of 5 ms.
-
-    Importing numba and loading machine code release the GIL at every file read; with the default interval
-    the loader then waits up to 5 ms for each re-acquisition while the main thread runs interpreted calls:
-    a small MLP step switched to native code 3.1 s after its first call with a warm cache (10,943 interpreted
-    calls), 1.2-1.3 s with this interval (about 2,500 calls)."""
-    with _SWITCH_LOCK:
-        if _SWITCH["loads"] == 0:
-            _SWITCH["interval"] = sys.getswitchinterval()
-            sys.setswitchinterval(0.00005)
-        _SWITCH["loads"] += 1
-    try:
-        yield
-    finally:
-        with _SWITCH_LOCK:
-            _SWITCH["loads"] -= 1
-            if _SWITCH["loads"] == 0:
-                sys.setswitchinterval(_SWITCH["interval"])
-
-
 class NativeJob:
     """Getting a variant's native program without blocking its calls: a thread of this process generates the
-    module, then loads its machine code if this process or the kernel cache has it, else has the compile
-    worker compile it (one compile per module) and loads that. The calls run in the interpreter meanwhile;
-    `program` (or `error`) is set when `done()`. `native_from` says which path it took."""
+    module and, unless this process or the kernel cache has its machine code, has the compile worker compile it
+    (one compile per module). The calls run in the interpreter meanwhile. When `done()`, `finish()` (called by
+    the variant at a call boundary) loads the machine code on the caller's thread and sets `program` (or
+    `error`); `native_from` says which path it took.
+
+    # NOTE: loading runs on the caller's thread, once: importing numba and loading its machine code take
+    # 0.5-0.9 s of CPU, and in a thread beside the interpreted calls (which hold the GIL) it took 1.9 s for the
+    # demo's step, during which each call ran 5 times slower than in the interpreter alone
+    """
 
     def __init__(self, graph, fastmath: bool, inputs: list):
         self.error = None
         self.program = None
         self.native_from = None
+        self._to_load = None  # (graph, fastmath, input copies, module) once the machine code is ready to load
         copies = [np.array(a, copy=True, order="K") for a in inputs]  # order K: the layouts the calls pass
         self.thread = threading.Thread(target=self._build, args=(graph, fastmath, copies), daemon=True,
                                        name="tracegrad-native")
@@ -134,14 +114,11 @@ class NativeJob:
         # NOTE: the work waits for the call that started it to return (a first replay takes a few ms): started
         # at once, it took the GIL from that call, which then cost 15-35 ms instead of 1 (the demo's step)
         time.sleep(_GRACE)
-        with _short_switch_interval():  # the calls meanwhile get the GIL back within 0.05 ms
-            self._get(graph, fastmath, copies)
-
-    def _get(self, graph, fastmath: bool, copies: list) -> None:
         from ..compiler.codegen import ModuleSource, native_graph
         from . import native
         try:
-            source = ModuleSource(native_graph(graph), fastmath=fastmath).module_source
+            code = ModuleSource(native_graph(graph), fastmath=fastmath)
+            source = code.module_source
             if native.is_loaded(source):
                 self.native_from = "loaded in this process already"
             elif native.cached_on_disk(source):
@@ -152,7 +129,7 @@ class NativeJob:
                 if error is not None:
                     self.error = error
                     return
-            self.program = _load(graph, fastmath, copies)
+            self._to_load = (graph, fastmath, copies, code)
         except Exception as e:  # noqa: BLE001 - reported once by the variant, which stays in the interpreter
             self.error = f"{type(e).__name__}: {e}"
 
@@ -161,6 +138,17 @@ class NativeJob:
 
     def wait(self) -> None:
         self.thread.join()
+
+    def finish(self) -> None:
+        """After `done()`: load the machine code on this thread (sets `program`, or `error`)."""
+        if self._to_load is None or self.error is not None:
+            return
+        graph, fastmath, copies, code = self._to_load
+        self._to_load = None
+        try:
+            self.program = _load(graph, fastmath, copies, code)
+        except Exception as e:  # noqa: BLE001 - reported once by the variant, which stays in the interpreter
+            self.error = f"{type(e).__name__}: {e}"
 
 
 def _compile_once(graph, fastmath: bool, inputs: list, key: str, cache: str) -> str | None:
@@ -193,11 +181,11 @@ def _compile_once(graph, fastmath: bool, inputs: list, key: str, cache: str) -> 
     return pending["error"]
 
 
-def _load(graph, fastmath: bool, copies: list):
+def _load(graph, fastmath: bool, copies: list, code=None):
     """The native program, run once on copies of the inputs (numba loads each segment at its first call)."""
     from .interpreter import GuardError
     from .native import NativeProgram
-    program = NativeProgram(graph, fastmath=fastmath)
+    program = NativeProgram(graph, fastmath=fastmath, code=code)
     try:
         program.run(copies, effects=False)  # no random draws in this thread, no collectives with other ranks
     except GuardError:

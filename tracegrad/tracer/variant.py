@@ -172,6 +172,7 @@ class Variant:
         """The background job ended: run its native program from now on, or keep the interpreter, saying why
         once."""
         job, self.job = self.job, None
+        job.finish()  # loads the machine code on this thread (once)
         self.native_from = job.native_from
         if job.error is None and job.program is not None:
             self._program, self.tier, self.native_after = job.program, "native", self.calls
