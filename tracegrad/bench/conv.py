@@ -11,7 +11,8 @@ tiered `compile` with a warm kernel cache (a first, untiered run of the loop fil
 whole loop, a few seconds, runs in the interpreter while the kernels compile). Each run has a process of its own and
 one thread.
 
---quick: fewer steps, no numba row for ResNet-18 (its cold compile takes one to two minutes) and no loop.
+--quick: fewer steps, no numba rows (their cold compiles take 15 s for the CNN, one to two minutes for
+ResNet-18) and no loop.
 
 Run:  python -m tracegrad bench --suite conv [--quick]
 """
@@ -88,7 +89,7 @@ def run(quick: bool = False) -> dict:
         for w in LABELS:
             results[w] = {}
             for m in MODES:
-                if (m == "torch eager" and not have_torch) or (quick and w == "resnet" and m == "tg numba"):
+                if (m == "torch eager" and not have_torch) or (quick and m == "tg numba"):
                     continue
                 results[w][m] = in_worker(__spec__.name, m, w, n[w], env=env)
     loop = {}
@@ -125,10 +126,11 @@ def report(r: dict) -> None:
         for num in ("torch eager", "tg eager"):
             row += f"{med[num] / med['tg numba']:13.2f}" if num in med and "tg numba" in med else f"{'-':>13}"
         print(f"{label:<28}{row}")
+    if "tg numba" not in res["cnn"]:
+        print("(--quick: no numba rows: their cold compiles take 15 s for the CNN, one to two minutes for ResNet-18)")
+        return
     print("first three calls (numba: trace, trace again, compile from an empty kernel cache), s: "
-          + "; ".join(f"{w} {s['tg numba']['first']:.1f}" for w, s in res.items() if "tg numba" in s))
-    if "tg numba" not in res["resnet"]:
-        print("(--quick: no numba row for ResNet-18, whose cold compile takes one to two minutes)")
+          + "; ".join(f"{w} {s['tg numba']['first']:.1f}" for w, s in res.items()))
     loop = r["loop"]
     if not loop:
         return
@@ -143,7 +145,7 @@ def main(argv=None) -> None:
     if (args := worker_args()) is not None:
         return send(measure(args[0], args[1], int(args[2])))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps, no numba row for ResNet-18")
+    ap.add_argument("--quick", action="store_true", help="fewer steps, no numba rows, no loop")
     report(run(ap.parse_args(argv).quick))
 
 
