@@ -126,10 +126,12 @@ def _native_arrival(r: dict) -> str:
     if first is None:
         return (f"The default compile (numba, tiered) ran all {len(times)} steps in the interpreter ({before}): its "
                 f"native code was not ready yet. `step.wait_native()` waits for it.")
-    after = statistics.median(times[first:]) * 1e6
+    switch = r["step_times"][first]
+    after = statistics.median(times[first + 1:] or times[first:]) * 1e6
     return (f"The default compile (numba, tiered): calls 1-2 traced the step, calls 3-{first} ran in the interpreter "
-            f"({before}) while the native code was {variant.native_from}; it took over at call {first + 1}, "
-            f"{r['starts'][first]:.2f} s after the first call, and ran {after:.0f} us per step from then on"
+            f"({before}) while the native code was {variant.native_from}; call {first + 1} loaded it "
+            f"({switch:.2f} s) and ran it, ending {r['starts'][first] + switch:.2f} s after the first call; native "
+            f"code ran {after:.0f} us per step from then on"
             + (f" (training went on past the {r['steps']} steps of the table to time both)."
                if len(times) > r["steps"] else "."))
 
