@@ -185,8 +185,9 @@ class _ViewFlatten(nn.Module):
 @pytest.mark.parametrize("flatten", [_ViewFlatten, nn.Flatten], ids=["view", "nn.Flatten"])
 def test_cnn_step_at_two_batch_sizes(flatten, loads):
     def make():
-        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), flatten(),
-                             nn.Linear(4 * 4 * 4, 3))
+        # the second convolution's input gradient (conv2d_input_grad) follows the batch too
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                             nn.ReLU(), flatten(), nn.Linear(4 * 4 * 4, 3))
     compiled, run = _pair(make, F.cross_entropy)
 
     def batch(seed, n):

@@ -324,9 +324,9 @@ class ModuleSource:
 
     def describe(self, node) -> str:
         """The node as a comment (``%3 = reshape %2 shape=(n0, 10)``); a shape param is printed as the output's
-        shape (equal to it for reshape and expand), with its symbols."""
+        shape (equal to it for reshape, expand and a convolution's input gradient), with its symbols."""
         shape = None
-        if node.op.name in ("reshape", "expand") and "shape" in node.params:
+        if (node.op.name in ("reshape", "expand") and "shape" in node.params) or node.op.name == "conv2d_input_grad":
             items = [self.cdim(n) for n in self.shape(node.out)]
             shape = f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
         return _describe(node, shape)
@@ -966,9 +966,9 @@ def _getitem_index(reads, out_shape, domain, idx) -> str:
 
 
 def _describe(node, shape: str | None = None) -> str:
-    """The node as a comment; `shape`, if given, is printed for its ``shape`` param."""
+    """The node as a comment; `shape`, if given, is printed for its ``shape`` (or ``x_shape``) param."""
     ins = ", ".join(v.name for v in node.inputs)
-    params = " ".join(f"{k}={shape if k == 'shape' and shape is not None else repr(v)}"
+    params = " ".join(f"{k}={shape if k in ('shape', 'x_shape') and shape is not None else repr(v)}"
                       for k, v in node.params.items() if k != "dtype") + \
         (f" dtype={node.params['dtype'].name}" if "dtype" in node.params else "")
     return f"{node.out.name} = {node.op.name} {ins}" + (f" {params}" if params else "")

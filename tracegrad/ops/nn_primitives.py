@@ -138,7 +138,8 @@ conv2d = register(Op(
     (0, 1), backward_name="ConvolutionBackward0", arity=2))
 conv2d_input_grad = register(Op(
     "conv2d_input_grad", OPAQUE, _conv2d_input_grad,
-    lambda g, w, x_shape, **p: AV(tuple(x_shape), g.dtype),
+    # NOTE: the batch dimension is g's (equal to x_shape[0]), so symbolic sizes follow it through this op
+    lambda g, w, x_shape, **p: AV((g.shape[0],) + tuple(x_shape[1:]), g.dtype),
     (lambda gg, out, g, w, x_shape, **p: _F().conv2d_raw(gg, w, **p),
      lambda gg, out, g, w, x_shape, **p: _F().conv2d_weight_grad(gg, g, w.shape, **p)),
     (0, 1), backward_name="ConvolutionBackwardBackward0", arity=2))
