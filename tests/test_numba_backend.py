@@ -523,6 +523,30 @@ def test_max_pool_runs_natively_and_equals_the_interpreter(kernel, stride, paddi
     assert not ops & {"max_pool2d_select", "max_pool2d_scatter"}, ops
 
 
+@pytest.mark.parametrize("kernel, stride, padding, count_include_pad", [(2, 2, 0, True), (3, 2, 1, False),
+                                                                        ((2, 3), (1, 2), 1, True)])
+def test_avg_pool_runs_natively_within_round_off(kernel, stride, padding, count_include_pad):
+    x = np.random.default_rng(7).standard_normal((3, 2, 7, 8)).astype(np.float32)
+
+    def step(x):
+        y = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad)
+        (y * y).sum().backward()
+        return y
+
+    native_step = tg.compile(step, backend="numba", tiered=False)
+    results = []
+    for compiled in (native_step, tg.compile(step, backend="interpret")):
+        for _ in range(2):
+            leaf = tg.tensor(x, requires_grad=True)
+            y = compiled(leaf)
+        results.append((y.numpy(), leaf.grad.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    program = native_step.last_variant.program
+    assert isinstance(program, native.NativeProgram)
+    assert not [s[4].op.name for s in program.steps if s[4]]
+
+
 @pytest.mark.parametrize("stride, padding, dilation, dtype", [(1, 0, 1, "float32"), (2, 1, 1, "float64"),
                                                                ((2, 1), (0, 2), (1, 2), "float32")])
 def test_convolution_and_its_gradients_run_natively(stride, padding, dilation, dtype):

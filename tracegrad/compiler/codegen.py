@@ -41,7 +41,7 @@ PARALLEL_THRESHOLD = 1 << 18
 _ONE_BUFFER_FROM = 4  # a kernel storing this many arrays of one dtype stores them in one buffer (see `_group`)
 SEGMENT_LIMIT = 40  # native units in one segment at most (see ModuleSource._plan_segments)
 _NATIVE_SINGLES = ("reshape", "permute", "expand")
-_NATIVE_POOLS = ("max_pool2d_select", "max_pool2d_scatter")
+_NATIVE_POOLS = ("max_pool2d_select", "max_pool2d_scatter", "avg_pool2d", "avg_pool2d_backward")
 _NATIVE_CONVS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad")
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
 _VECMATH = {"math.exp(": "exp_f32(", "math.log(": "log_f32(", "math.tanh(": "tanh_f32("}
@@ -142,7 +142,9 @@ def native_unit(unit) -> bool:
     if node.op.name in _NATIVE_CONVS:  # im2col and one BLAS product; grouped convolutions run in numpy
         return node.params["groups"] == 1 and node.out.dtype.name in ("float32", "float64") and \
             all(v.dtype is node.out.dtype for v in node.inputs)
-    if node.op.name in _NATIVE_POOLS:  # (N, C, H, W) inputs; unbatched ones run in numpy
+    if node.op.name in ("avg_pool2d", "avg_pool2d_backward"):  # (N, C, H, W) only; unbatched ones run in numpy
+        return len(node.inputs[0].shape) == len(node.out.shape) == 4 and node.out.dtype.category == 2
+    if node.op.name in _NATIVE_POOLS:
         return len(node.inputs[1].shape) == 4 and node.inputs[0].dtype is node.inputs[1].dtype and \
             node.inputs[1].dtype.category != 0
     if node.op.name == "matmul":
@@ -326,7 +328,8 @@ class ModuleSource:
         """The node as a comment (``%3 = reshape %2 shape=(n0, 10)``); a shape param is printed as the output's
         shape (equal to it for reshape, expand and a convolution's input gradient), with its symbols."""
         shape = None
-        if (node.op.name in ("reshape", "expand") and "shape" in node.params) or node.op.name == "conv2d_input_grad":
+        if (node.op.name in ("reshape", "expand") and "shape" in node.params) or \
+                node.op.name in ("conv2d_input_grad", "avg_pool2d_backward"):
             items = [self.cdim(n) for n in self.shape(node.out)]
             shape = f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
         return _describe(node, shape)
@@ -565,6 +568,8 @@ class ModuleSource:
             return "\n".join(self._gather(node))
         elif name in ("cat", "index_add"):
             return "\n".join(self._copy_into(node))
+        elif name in ("avg_pool2d", "avg_pool2d_backward"):
+            return "\n".join(self._avg_pool(node))
         elif name in _NATIVE_POOLS:
             return "\n".join(self._max_pool(node))
         elif name in _NATIVE_CONVS:
@@ -669,6 +674,33 @@ class ModuleSource:
             add = f"{o}[i0, ch, r, q] += {back}[row, col]"
             lines += window_loops([f"if {inside}:", "    " + add] if padded else [add])
         return lines
+
+    def _avg_pool(self, node) -> list:
+        """avg_pool2d (each window's sum over its divisor: the kernel's size, or with ``count_include_pad=False``
+        the window's positions inside the input) or its gradient (g over the divisor added at each of them), one
+        loop nest over the windows; sums in float64."""
+        p, out, (g_or_x,) = node.params, node.out, node.inputs
+        (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
+        backward = node.op.name == "avg_pool2d_backward"
+        x_shape = self.shape(out) if backward else self.shape(g_or_x)
+        windows = self.shape(g_or_x) if backward else self.shape(out)
+        h, w, oh, ow = int(x_shape[2]), int(x_shape[3]), int(windows[2]), int(windows[3])
+        dt, o, src = _CAST[out.dtype.name], self.name(out), self.name(g_or_x)
+        count = "inside" if (ph or pw) and not p["count_include_pad"] else f"{kh * kw}.0"
+        lines = [f"{o} = {'np.zeros' if backward else 'np.empty'}({self.dims(self.shape(out))}, {dt})  "
+                 f"# {self.describe(node)}"]
+        body = ["inside = 0", "total = 0.0"] if not backward else ["inside = 0"]
+        loops = [f"for a in range({kh}):", f"    r = i2 * {sh} + a - {ph}", f"    for b in range({kw}):",
+                 f"        q = i3 * {sw} + b - {pw}", f"        if 0 <= r < {h} and 0 <= q < {w}:"]
+        if backward:  # first the divisor, then the share added at each position
+            body += loops + ["            inside += 1"]
+            body.append(f"share = {dt}({src}[i0, i1, i2, i3] / {count})")
+            body += loops + [f"            {o}[i0, i1, r, q] += share"]
+        else:
+            body += loops + ["            inside += 1", f"            total += {src}[i0, i1, r, q]"]
+            body.append(f"{o}[i0, i1, i2, i3] = {dt}(total / {count})")
+        n, ch = x_shape[:2]
+        return lines + self._nest([n, ch, oh, ow], ["i0", "i1", "i2", "i3"], body)
 
     def _max_pool(self, node) -> list:
         """max_pool2d's select (``out = v`` where ``x`` is largest in each window) or scatter (``g`` added where

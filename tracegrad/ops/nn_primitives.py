@@ -240,7 +240,9 @@ avg_pool2d = register(Op(
     backward_name="AvgPool2DBackward0", arity=1))
 avg_pool2d_backward = register(Op(
     "avg_pool2d_backward", OPAQUE, _batched(_avg_pool2d_backward),
-    lambda g, x_shape, **p: AV(tuple(x_shape), g.dtype),
+    # NOTE: a batched input's batch dimension is g's, so symbolic sizes follow it through this op
+    lambda g, x_shape, **p: AV((g.shape[0],) + tuple(x_shape[1:]) if len(x_shape) == len(g.shape) == 4
+                               else tuple(x_shape), g.dtype),
     (lambda gg, out, g, x_shape, **p: _F().avg_pool2d_raw(gg, **p),),
     backward_name="AvgPool2DBackwardBackward0", arity=1))
 
