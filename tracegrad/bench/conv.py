@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from .timing import in_worker, send, worker_args
+from .timing import in_worker, ms_cell, send, worker_args
 
 LABELS = {"cnn": "digits CNN step, b64", "resnet": "ResNet-18 step, b8 3x64x64"}
 MODES = ("tg eager", "tg numba", "torch eager")
@@ -105,15 +105,6 @@ def run(quick: bool = False) -> dict:
     return {"n": n, "results": results, "loop": loop}
 
 
-def _cell(r: dict | None) -> str:
-    if r is None:
-        return f"{'-':>24}"
-    ts = r["times"]
-    k = max(1, len(ts) // 5)
-    blocks = [statistics.median(ts[i:i + k]) for i in range(0, len(ts) - k + 1, k)]
-    return f"{statistics.median(ts) * 1e3:8.2f} ({min(blocks) * 1e3:6.2f}-{max(blocks) * 1e3:6.2f})"
-
-
 def report(r: dict) -> None:
     res = r["results"]
     print(f"ms per step: the median (in brackets: the range of the medians of 5 blocks of steps); {r['n']['cnn']} CNN "
@@ -122,7 +113,7 @@ def report(r: dict) -> None:
     for w, label in LABELS.items():
         s = res[w]
         med = {m: statistics.median(s[m]["times"]) for m in s}
-        row = "".join(_cell(s.get(m)) for m in MODES)
+        row = "".join(ms_cell(s.get(m), 24) for m in MODES)
         for num in ("torch eager", "tg eager"):
             row += f"{med[num] / med['tg numba']:13.2f}" if num in med and "tg numba" in med else f"{'-':>13}"
         print(f"{label:<28}{row}")

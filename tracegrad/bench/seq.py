@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .timing import in_worker, send, worker_args
+from .timing import in_worker, ms_cell, send, worker_args
 
 VOCAB, BATCH, SEQ, LR = 96, 32, 32, 1e-3
 LABELS = {"lstm": "LSTM LM step (H128)", "transformer": "transformer 2x(d64 h4 ff128) step"}
@@ -91,15 +91,6 @@ def run(quick: bool = False) -> dict:
     return {"n": n, "seqs": seqs, "results": results}
 
 
-def _cell(r: dict | None) -> str:
-    if r is None:
-        return f"{'-':>22}"
-    ts = r["times"]
-    k = max(1, len(ts) // 5)
-    blocks = [statistics.median(ts[i:i + k]) for i in range(0, len(ts) - k + 1, k)]
-    return f"{statistics.median(ts) * 1e3:9.2f} ({min(blocks) * 1e3:5.1f}-{max(blocks) * 1e3:5.1f})"
-
-
 def report(r: dict) -> None:
     res, n = r["results"], r["n"]
     print(f"ms per step: median of {n} steps (in brackets: the range of the medians of 5 blocks of steps); batch 32, "
@@ -107,7 +98,7 @@ def report(r: dict) -> None:
     print(f"{'workload':<40}" + "".join(f"{m:>22}" for m in MODES) + f"{'eager/numba':>13}{'torch/numba':>13}")
     for w, label in LABELS.items():
         s = res[w]
-        row = "".join(_cell(s.get(m)) for m in MODES)
+        row = "".join(ms_cell(s.get(m)) for m in MODES)
         med = {m: statistics.median(s[m]["times"]) for m in s}
         for num in ("tg eager", "torch eager"):
             row += f"{med[num] / med['tg numba']:13.2f}" if num in med and "tg numba" in med else f"{'-':>13}"

@@ -20,6 +20,18 @@ def bench(f, n: int, warm: int) -> float:
     return statistics.median(ts) * 1e6
 
 
+def ms_cell(r: dict | None, width: int = 22) -> str:
+    """A table cell: the median of ``r["times"]`` (seconds) in ms, and in brackets the range of the medians of 5
+    blocks of consecutive calls (how much the median moved while the machine's load changed); "-" for None."""
+    if r is None:
+        return f"{'-':>{width}}"
+    ts = r["times"]
+    k = max(1, len(ts) // 5)
+    blocks = [statistics.median(ts[i:i + k]) for i in range(0, len(ts) - k + 1, k)]
+    cell = f"{statistics.median(ts) * 1e3:.2f} ({min(blocks) * 1e3:.1f}-{max(blocks) * 1e3:.1f})"
+    return f"{cell:>{width}}"
+
+
 def in_worker(module: str, *args, env: dict | None = None):
     """Run ``python -m module --worker *args`` in a fresh process; return what it printed as JSON on its last line."""
     out = subprocess.run([sys.executable, "-m", module, "--worker", *map(str, args)],
