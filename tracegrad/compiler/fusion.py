@@ -22,7 +22,6 @@ graph <lambda>(x:f32[4,3], b:f32[3]) {
 """
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
 from .. import dtypes
@@ -91,6 +90,8 @@ def fuse_elementwise(graph):
     cyclic: the units (groups, and nodes outside groups) form a DAG, kept in networkx, and a join or merge
     is refused when a path between the units runs through a third one.
     """
+    import networkx as nx  # NOTE: here, not at the top: it was a quarter of `import tracegrad`'s time
+
     g = graph.copy()
     unit: dict = {}    # value -> the unit (group id, or a node's own id) that computes it
     members: dict = {}  # group id -> its values
@@ -185,6 +186,8 @@ def kernel_order(graph) -> list:
             unit_of[key] = len(units)
             units.append([])
         units[unit_of[key]].append(node)
+    import networkx as nx
+
     producer_unit = {n.out: i for i, unit in enumerate(units) for n in unit}
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(units)))
