@@ -547,7 +547,8 @@ def test_avg_pool_runs_natively_within_round_off(kernel, stride, padding, count_
 
 
 @pytest.mark.parametrize("stride, padding, dilation, dtype", [(1, 0, 1, "float32"), (2, 1, 1, "float64"),
-                                                               ((2, 1), (0, 2), (1, 2), "float32")])
+                                                               ((2, 1), (0, 2), (1, 2), "float32"),
+                                                               ((1, 2), (1, 0), 1, "float32")])
 def test_convolution_and_its_gradients_run_natively(stride, padding, dilation, dtype):
     def step(x, w, b):
         y = F.conv2d(x, w, b, stride, padding, dilation)

@@ -634,45 +634,59 @@ class ModuleSource:
         co, kh, kw = int(w_shape[0]), int(w_shape[2]), int(w_shape[3])
         oh, ow = int(g_shape[2]), int(g_shape[3])
         rows, cols = f"{c * kh * kw}", f"{self.dim(n)} * {oh * ow}"
-        padded = ph or pw
 
-        def window_loops(body):  # for each patch row (ch, a, b) and column (i0, i2, i3): r, q the input position
-            loops = [(f"ch in range({c})", ""), (f"a in range({kh})", ""), (f"b in range({kw})",
-                                                                              f"row = (ch * {kh} + a) * {kw} + b"),
-                     (f"i0 in range({self.dim(n)})", ""), (f"i2 in range({oh})", f"r = i2 * {sh} + a * {dh} - {ph}"),
-                     (f"i3 in range({ow})", f"q = i3 * {sw} + b * {dw} - {pw}\ncol = (i0 * {oh} + i2) * {ow} + i3")]
-            lines, indent = [], ""
-            for loop, then in loops:
-                lines.append(f"{indent}for {loop}:")
-                indent += "    "
-                lines += [indent + t for t in then.split("\n") if t]
-            return lines + [indent + line for line in body]
-        inside = f"0 <= r < {h} and 0 <= q < {wd}"
+        def window_loops(body, outside=None):
+            """For each patch row (ch, a, b) and column (i0, i2, i3): `body` at the input position (r, q) of each
+            column whose position is inside the input, `outside` (if given) at the others. The columns inside
+            form one range of i3 per row (lo to hi), so the innermost loop runs without checks and vectorizes."""
+            lines = [f"for ch in range({c}):", f"    for a in range({kh}):", f"        for b in range({kw}):",
+                     f"            row = (ch * {kh} + a) * {kw} + b"]
+            if pw:  # i3 inside: 0 <= i3 * sw + b * dw - pw < W
+                lines += [f"            lo = min({ow}, max(0, -((b * {dw} - {pw}) // {sw})))",
+                          f"            hi = max(lo, min({ow}, ({wd} - 1 + {pw} - b * {dw}) // {sw} + 1))"]
+            lo, hi = ("lo", "hi") if pw else ("0", str(ow))
+            lines += [f"            for i0 in range({self.dim(n)}):", f"                for i2 in range({oh}):",
+                      f"                    r = i2 * {sh} + a * {dh} - {ph}",
+                      f"                    base = (i0 * {oh} + i2) * {ow}"]
+            inner = [f"for i3 in range({lo}, {hi}):", f"    q = i3 * {sw} + b * {dw} - {pw}", "    col = base + i3"] + \
+                ["    " + line for line in body]
+            if outside is not None and pw:
+                inner += [f"for i3 in range({lo}):", "    col = base + i3"] + ["    " + line for line in outside]
+                inner += [f"for i3 in range({hi}, {ow}):", "    col = base + i3"] + ["    " + line for line in outside]
+            if ph:  # a row outside the input: every column outside
+                lines += [f"                    if 0 <= r < {h}:"] + ["                        " + x for x in inner]
+                if outside is not None:
+                    lines += ["                    else:", f"                        for i3 in range({ow}):",
+                              "                            col = base + i3"] + \
+                        ["                            " + x for x in outside]
+            else:
+                lines += ["                    " + x for x in inner]
+            return lines
+
         lines = [f"# {self.describe(node)}"]
-        if x is not None:  # the input's patches
-            xs, zero = self.name(x), f"{dt}(0)"
-            read = f"{xs}[i0, ch, r, q] if {inside} else {zero}" if padded else f"{xs}[i0, ch, r, q]"
+        if x is not None:  # the input's patches, zeros where a window reads padding
             lines += [f"{patches} = np.empty(({rows}, {cols}), {dt})"] + \
-                window_loops([f"{patches}[row, col] = {read}"])
+                window_loops([f"{patches}[row, col] = {self.name(x)}[i0, ch, r, q]"],
+                             [f"{patches}[row, col] = {dt}(0)"])
+        # NOTE: the copies between the (N, O, OH, OW) and (O, N*OH*OW) layouts walk i3 innermost on both sides
+        copy = [n, co, oh, ow], ["i0", "o", "i2", "i3"]
+        column = f"(i0 * {oh} + i2) * {ow} + i3"
         if g is not None:  # the output's gradient as rows: (O, N*OH*OW)
             lines += [f"{grows} = np.empty(({co}, {cols}), {dt})"] + \
-                self._nest([n, co, oh * ow], ["i0", "o", "k"], [f"{grows}[o, i0 * {oh * ow} + k] = "
-                                                               f"{self.name(g)}[i0, o, k // {ow}, k % {ow}]"])
+                self._nest(*copy, [f"{grows}[o, {column}] = {self.name(g)}[i0, o, i2, i3]"])
         if w is not None:
             lines.append(f"{wm} = np.ascontiguousarray({self.name(w)}).reshape(({co}, {rows}))")
         if name == "conv2d":
             lines += [f"{prod} = np.empty(({co}, {cols}), {dt})", f"gemm_into({wm}, {patches}, {prod})",
                       f"{o} = np.empty({self.dims(self.shape(out))}, {dt})"]
-            lines += self._nest([n, co, oh * ow], ["i0", "o", "k"], [f"{o}[i0, o, k // {ow}, k % {ow}] = "
-                                                                    f"{prod}[o, i0 * {oh * ow} + k]"])
+            lines += self._nest(*copy, [f"{o}[i0, o, i2, i3] = {prod}[o, {column}]"])
         elif name == "conv2d_weight_grad":
             lines += [f"{o} = np.empty({self.dims(self.shape(out))}, {dt})",
                       f"gemm_into({grows}, {patches}.T, {o}.reshape(({co}, {rows})))"]
-        else:
+        else:  # col2im: each patch element added back where it was read
             lines += [f"{back} = np.empty(({rows}, {cols}), {dt})", f"gemm_into({wm}.T, {grows}, {back})",
                       f"{o} = np.zeros({self.dims(self.shape(out))}, {dt})"]
-            add = f"{o}[i0, ch, r, q] += {back}[row, col]"
-            lines += window_loops([f"if {inside}:", "    " + add] if padded else [add])
+            lines += window_loops([f"{o}[i0, ch, r, q] += {back}[row, col]"])
         return lines
 
     def _avg_pool(self, node) -> list:
