@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .timing import in_worker, ms_cell, send, worker_args
+from .timing import in_worker, ms_cell, send, times, worker_args
 
 VOCAB, BATCH, SEQ, LR = 96, 32, 32, 1e-3
 LABELS = {"lstm": "LSTM LM step (H128)", "transformer": "transformer 2x(d64 h4 ff128) step"}
@@ -45,18 +45,6 @@ def framework_step(lib, workload: str, seq: int):
     rng = np.random.default_rng(0)
     x, y = (lib.from_numpy(rng.integers(0, VOCAB, (BATCH, seq))) for _ in range(2))
     return training_step(model, opt, lib=lib), x, y
-
-
-def times(f, n: int, warm: int) -> list:
-    """Seconds per call of f() over n calls, after `warm` untimed calls."""
-    for _ in range(warm):
-        f()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def measure(mode: str, workload: str, seq: int, n: int) -> dict:

@@ -8,16 +8,21 @@ import sys
 import time
 
 
-def bench(f, n: int, warm: int) -> float:
-    """Median microseconds per call of f() over n calls, after `warm` untimed calls."""
+def times(f, n: int, warm: int) -> list:
+    """Seconds per call of f() over n calls, after `warm` untimed calls."""
     for _ in range(warm):
         f()
-    ts = []
+    out = []
     for _ in range(n):
         t0 = time.perf_counter()
         f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e6
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench(f, n: int, warm: int) -> float:
+    """Median microseconds per call of f() over n calls, after `warm` untimed calls."""
+    return statistics.median(times(f, n, warm)) * 1e6
 
 
 def ms_cell(r: dict | None, width: int = 22) -> str:
