@@ -614,6 +614,30 @@ def test_copy_into_captured_buffers_equals_eager(returned):
     assert len(compiled.retraces) == 1, compiled.retraces
 
 
+def test_a_label_out_of_range_fails_the_native_guard_and_raises_pytorchs_error_with_nothing_updated():
+    """The label guard is checked inside the native segment, before any kernel writes state: the failed call
+    retraces, eager mode raises PyTorch's error, and the parameters and momentum buffers are untouched."""
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 4))
+    opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    compiled = tg.compile(train_step(model, opt, F.cross_entropy), backend="numba", tiered=False)
+    x, y = tg.randn(16, 6), tg.randint(0, 4, (16,))
+    for _ in range(3):
+        compiled(x, y)
+    program = compiled.last_variant.program
+    assert program.n_native == len(program.steps) == 1 and program.code.checks[0][0] == "guard"
+    before = [p.detach().numpy().copy() for p in model.parameters()] + \
+        [opt.state[p]["momentum_buffer"].numpy().copy() for p in model.parameters()]
+    bad = y.clone()
+    bad[5] = 7
+    with pytest.raises(IndexError, match="Target 7 is out of bounds"):
+        compiled(x, bad)
+    after = [p.detach().numpy() for p in model.parameters()] + [opt.state[p]["momentum_buffer"].numpy()
+                                                       for p in model.parameters()]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_cross_entropy_step_is_one_native_call_updating_its_state_in_place():
     """The label guard is checked and the label gather/scatter runs inside the one native segment; the update
     kernels after them store the new parameters and momentum buffers in their own buffers."""

@@ -478,7 +478,6 @@ class ModuleSource:
         index = f"{out.name} = {node.op.name} {', '.join(v.name for v in node.inputs)} index=({described})"
         if scatter:
             index += f" shape=({', '.join(self.cdim(n) for n in source)})"
-        if scatter:
             lines = [f"{o} = np.zeros({self.dims(source)}, {dt})  # {index}"]
             body.append(f"{o}[{', '.join(at)}] += {self.name(node.inputs[0])}[i0]")
         else:
@@ -700,19 +699,24 @@ class ModuleSource:
         windows = self.shape(g_or_x) if backward else self.shape(out)
         h, w, oh, ow = int(x_shape[2]), int(x_shape[3]), int(windows[2]), int(windows[3])
         dt, o, src = _CAST[out.dtype.name], self.name(out), self.name(g_or_x)
-        count = "inside" if (ph or pw) and not p["count_include_pad"] else f"{kh * kw}.0"
+        counted = (ph or pw) and not p["count_include_pad"]  # the divisor: the positions inside, or the kernel's size
+        # NOTE: the temporaries are named after the output (typed once per function: pools of two dtypes)
+        inside, total, share = (f"{t}_{o}" for t in ("inside", "total", "share"))
+        count = inside if counted else f"{kh * kw}.0"
         lines = [f"{o} = {'np.zeros' if backward else 'np.empty'}({self.dims(self.shape(out))}, {dt})  "
                  f"# {self.describe(node)}"]
-        body = ["inside = 0", "total = 0.0"] if not backward else ["inside = 0"]
-        loops = [f"for a in range({kh}):", f"    r = i2 * {sh} + a - {ph}", f"    for b in range({kw}):",
-                 f"        q = i3 * {sw} + b - {pw}", f"        if 0 <= r < {h} and 0 <= q < {w}:"]
-        if backward:  # first the divisor, then the share added at each position
-            body += loops + ["            inside += 1"]
-            body.append(f"share = {dt}({src}[i0, i1, i2, i3] / {count})")
-            body += loops + [f"            {o}[i0, i1, r, q] += share"]
+
+        def over_window(body):  # `body` at each position (r, q) of window (i2, i3) inside the input
+            return [f"for a in range({kh}):", f"    r = i2 * {sh} + a - {ph}", f"    for b in range({kw}):",
+                    f"        q = i3 * {sw} + b - {pw}", f"        if 0 <= r < {h} and 0 <= q < {w}:"] + \
+                ["            " + line for line in body]
+        body = [f"{inside} = 0"] + over_window([f"{inside} += 1"]) if counted else []
+        if backward:  # g's share added at each position
+            body.append(f"{share} = {dt}({src}[i0, i1, i2, i3] / {count})")
+            body += over_window([f"{o}[i0, i1, r, q] += {share}"])
         else:
-            body += loops + ["            inside += 1", f"            total += {src}[i0, i1, r, q]"]
-            body.append(f"{o}[i0, i1, i2, i3] = {dt}(total / {count})")
+            body += [f"{total} = 0.0"] + over_window([f"{total} += {src}[i0, i1, r, q]"])
+            body.append(f"{o}[i0, i1, i2, i3] = {dt}({total} / {count})")
         n, ch = x_shape[:2]
         return lines + self._nest([n, ch, oh, ow], ["i0", "i1", "i2", "i3"], body)
 

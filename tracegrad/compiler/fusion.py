@@ -179,6 +179,8 @@ def kernel_order(graph) -> list:
     A group runs where all of its outside inputs exist; nodes reading a group's values run after it.
     (The topological sort of the graph with each group contracted to one vertex, ties broken by position.)
     """
+    import networkx as nx  # see fuse_elementwise
+
     units, unit_of = [], {}
     for node in graph.nodes:
         key = ("g", node.group) if node.group is not None else ("n", id(node))
@@ -186,8 +188,6 @@ def kernel_order(graph) -> list:
             unit_of[key] = len(units)
             units.append([])
         units[unit_of[key]].append(node)
-    import networkx as nx
-
     producer_unit = {n.out: i for i, unit in enumerate(units) for n in unit}
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(units)))

@@ -181,8 +181,9 @@ def _compile_once(graph, fastmath: bool, inputs: list, key: str, cache: str) -> 
     return pending["error"]
 
 
-def _load(graph, fastmath: bool, copies: list, code=None):
-    """The native program, run once on copies of the inputs (numba loads each segment at its first call)."""
+def _load(graph, fastmath: bool, copies: list, code):
+    """The native program of `graph` (its module `code` generated already), run once on copies of the inputs
+    (numba loads each segment at its first call)."""
     from .interpreter import GuardError
     from .native import NativeProgram
     program = NativeProgram(graph, fastmath=fastmath, code=code)
